@@ -93,7 +93,7 @@ class Settings(BaseSettings):
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Build the settings from the TOML file (explicit, or `$AISERVICE_HOME/config.toml`) and env."""
+    """Settings from the TOML file (explicit, or `$AISERVICE_HOME/config.toml`) and env."""
     path = config_file or default_home() / CONFIG_FILE_NAME
     file_values: dict[str, Any] = {}
     if config_file is not None and not path.is_file():

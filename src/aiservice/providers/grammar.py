@@ -16,7 +16,7 @@ from aiservice.errors import InvalidRequest
 from aiservice.providers.base import FunctionTool, OutputFormat
 
 # Any JSON object. Built through the schema converter rather than llama.cpp's JSON_GBNF because
-# the converter bounds whitespace runs, and a small model left free to emit whitespace may never stop.
+# the converter bounds whitespace runs: a small model free to emit whitespace may never stop.
 _ANY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
 
 

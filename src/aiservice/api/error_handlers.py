@@ -1,0 +1,93 @@
+"""Every error leaves the API in OpenAI's envelope; these handlers are the only translators."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from aiservice.errors import (
+    AIServiceError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    RequestTooLarge,
+)
+from aiservice.services.chat_request import ParameterConflict, UnknownParameter
+
+log = logging.getLogger(__name__)
+
+_FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Pydantic names the branch of a union it tried in the error location; those are not fields.
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def error_response(error: AIServiceError) -> JSONResponse:
+    return JSONResponse(error.envelope(), status_code=error.status_code)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AIServiceError, _on_service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)  # type: ignore[arg-type]
+
+
+async def _on_service_error(request: Request, exc: AIServiceError) -> JSONResponse:
+    return error_response(exc)
+
+
+async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return error_response(validation_error(exc.errors()))
+
+
+async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 404:
+        error: AIServiceError = NotFound(
+            f"Unknown request URL: {request.method} {request.url.path}"
+        )
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
+    elif exc.status_code == 413:
+        error = RequestTooLarge(str(exc.detail))
+    else:
+        error = InvalidRequest(str(exc.detail))
+        error.status_code = exc.status_code
+    return error_response(error)
+
+
+def validation_error(errors: Any) -> InvalidRequest:
+    """The first validation problem as a 400, with `param` pointing at the offending field."""
+    first = next(iter(errors), None)
+    if first is None:
+        return InvalidRequest("Invalid request.")
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, UnknownParameter | ParameterConflict):
+        return InvalidRequest(str(cause), param=cause.param)
+    if first.get("type") == "json_invalid":
+        return InvalidRequest(
+            "We could not parse the JSON body of your request. The body must be valid JSON.",
+        )
+    param = _param(first.get("loc", ()))
+    if first.get("type") == "missing" and param is None:
+        return InvalidRequest("The request needs a JSON body.")
+    message = str(first.get("msg", "Invalid value")).removeprefix("Value error, ")
+    if param is None:
+        return InvalidRequest(message)
+    if first.get("type") == "missing":
+        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
+    return InvalidRequest(f"Invalid value for '{param}': {message}", param=param)
+
+
+def _param(location: tuple[Any, ...]) -> str | None:
+    path = ""
+    for part in location[1:] if location[:1] == ("body",) else location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _FIELD_NAME.match(part) and part not in _TYPE_TAGS:
+            path += f".{part}" if path else part
+    return path or None

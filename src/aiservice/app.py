@@ -1,0 +1,75 @@
+"""create_app(settings): routers, middleware, error handlers; the lifespan loads the models."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+from fastapi import FastAPI
+
+from aiservice.api import chat_completions, health, models
+from aiservice.api.deps import AppServices
+from aiservice.api.error_handlers import install_error_handlers
+from aiservice.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from aiservice.governance.master_key import bootstrap_master_key
+from aiservice.providers.registry import ModelRegistry
+from aiservice.services.chat_completions import ChatCompletionService
+from aiservice.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the ASGI app; nothing is loaded until the lifespan starts."""
+    registry = ModelRegistry(settings)
+    services = AppServices(registry=registry, chat_completions=ChatCompletionService(registry))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services.master_key, new_key = bootstrap_master_key(settings)
+        if new_key is not None:
+            # Shown once, on the console only: the server keeps nothing but its hash.
+            print(
+                f"\nNo AISERVICE_MASTER_KEY set; generated an admin API key:\n\n  {new_key}\n\n"
+                "Store it now: it is not shown again.\n",
+                file=sys.stderr,
+                flush=True,
+            )
+        # Models load in the background so /health answers at once and /ready tells when done.
+        loading = asyncio.create_task(_load_models(registry))
+        try:
+            yield
+        finally:
+            loading.cancel()
+            with suppress(asyncio.CancelledError):
+                await loading
+            await registry.close()
+
+    app = FastAPI(
+        title="aiservice",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.services = services
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in (health.router, models.router, chat_completions.router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestContextMiddleware)  # outermost: every line has the request id
+    return app
+
+
+async def _load_models(registry: ModelRegistry) -> None:
+    try:
+        await registry.start()
+        log.info("ready")
+    except Exception as exc:
+        log.error(
+            "model loading failed", extra={"error_type": type(exc).__name__, "error": str(exc)}
+        )

@@ -1,0 +1,76 @@
+"""Which provider answers which model name: configured models first, then aliases."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from aiservice.errors import ModelNotFound
+from aiservice.providers.base import ChatProvider
+from aiservice.providers.local import LocalProvider
+from aiservice.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """A name clients may ask for, and the configured model that answers it."""
+
+    name: str
+    served_by: str
+    provider: ChatProvider
+    created: int = 0
+
+    @property
+    def is_alias(self) -> bool:
+        return self.name != self.served_by
+
+
+class ModelRegistry:
+    """Resolves requested model names; built once from the settings."""
+
+    def __init__(self, settings: Settings):
+        created = int(time.time())
+        self._providers: dict[str, ChatProvider] = {}
+        for model in settings.models:
+            self._providers[model.name] = LocalProvider(model)
+        self._served: dict[str, ServedModel] = {
+            name: ServedModel(name, name, provider, created)
+            for name, provider in self._providers.items()
+        }
+        for alias, target in settings.aliases.items():
+            if alias in self._served:
+                continue  # a configured model of that name wins over the alias
+            if target not in self._providers:
+                log.warning(
+                    "alias ignored: unknown target", extra={"alias": alias, "target": target}
+                )
+                continue
+            self._served[alias] = ServedModel(alias, target, self._providers[target], created)
+            log.info(
+                "model alias answered locally",
+                extra={"alias": alias, "served_by": target},
+            )
+
+    def resolve(self, name: str) -> ServedModel:
+        try:
+            return self._served[name]
+        except KeyError:
+            raise ModelNotFound(name) from None
+
+    def served_models(self) -> list[ServedModel]:
+        return list(self._served.values())
+
+    @property
+    def ready(self) -> bool:
+        return all(provider.ready for provider in self._providers.values())
+
+    async def start(self) -> None:
+        for provider in self._providers.values():
+            await provider.start()
+
+    async def close(self) -> None:
+        for provider in self._providers.values():
+            await provider.close()
