@@ -1,0 +1,3 @@
+from aiservice.cli import app
+
+app(prog_name="aiservice")
