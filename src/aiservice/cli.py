@@ -27,7 +27,9 @@ def main() -> None:
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on (default 5000).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port to listen on (default 5000).")
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(help="TOML configuration file (default $AISERVICE_HOME/config.toml)."),
@@ -36,10 +38,16 @@ def serve(
     """Start the HTTP server."""
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     try:
-        settings = load_settings(config, **overrides)
+        settings = load_settings(config)
     except ConfigError as exc:
-        err.print(f"[red]Invalid configuration[/red]\n{exc}", highlight=False)
+        # soft_wrap: Rich otherwise breaks lines at the terminal width (80 when piped), which
+        # split "FILE: models[0].path: ..." across lines for anyone grepping the output.
+        err.print(f"[red]Invalid configuration[/red]\n{exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    # Flags are applied after loading: passed to load_settings they were init arguments, which
+    # AISERVICE_* variables override, so `--port 6000` lost to AISERVICE_PORT. Typer has
+    # already checked their types and range.
+    settings = settings.model_copy(update=overrides)
     configure_logging(settings.log_level)
     settings.home.mkdir(parents=True, exist_ok=True)
     uvicorn.run(

@@ -115,5 +115,17 @@ def _describe(path: Path, exc: ValidationError) -> str:
         location = ""
         for part in error["loc"]:
             location += f"[{part}]" if isinstance(part, int) else f".{part}" if location else part
-        problems.append(f"{path}: {location or '(top level)'}: {error['msg']}")
+        # Pydantic prefixes a validator's own message with "Value error, ": noise in a config error.
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{_source(path, error['loc'])}: {location or '(top level)'}: {message}")
     return "\n".join(problems)
+
+
+def _source(path: Path, location: tuple[Any, ...]) -> str:
+    """Where a bad value came from. An AISERVICE_* variable wins over the file, so a bad value
+    for a field with its variable set is the variable's: blaming the file (which may not even
+    exist) sent users looking in the wrong place."""
+    variable = f"AISERVICE_{location[0]}".upper() if location else ""
+    if variable and any(name.upper() == variable for name in os.environ):
+        return f"environment variable {variable}"
+    return str(path)

@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aiservice.errors import RequestTooLarge
@@ -88,7 +89,10 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise RequestTooLarge(_too_large_message(self.max_bytes))
+                    # An HTTPException, not RequestTooLarge: FastAPI turns any other exception
+                    # raised while it reads the body into a 400 "error parsing the body", so a
+                    # chunked upload over the limit got 400. error_handlers maps this 413 back.
+                    raise HTTPException(413, _too_large_message(self.max_bytes))
             return message
 
         await self.app(scope, counting_receive, send)

@@ -34,10 +34,22 @@ def bootstrap_master_key(settings: Settings) -> tuple[MasterKey, str | None]:
         return MasterKey(_digest(settings.master_key.get_secret_value())), None
     path: Path = settings.home / MASTER_KEY_FILE
     if path.is_file():
-        return MasterKey(bytes.fromhex(path.read_text(encoding="ascii").strip())), None
+        return MasterKey(_read_digest(path)), None
     key = "sk-admin-" + secrets.token_urlsafe(32)
     settings.home.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="ascii") as file:
         file.write(_digest(key).hex() + "\n")
     return MasterKey(_digest(key)), key
+
+
+def _read_digest(path: Path) -> bytes:
+    # A damaged file used to stop startup with a bare "non-hexadecimal number found in fromhex()";
+    # name the file and the way out instead.
+    text = path.read_text(encoding="ascii", errors="replace").strip()
+    if len(text) != 64 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise ValueError(
+            f"{path} does not hold a SHA-256 hex digest; delete it to generate a new master key "
+            "or set AISERVICE_MASTER_KEY"
+        )
+    return bytes.fromhex(text)

@@ -11,11 +11,18 @@ from pythonjsonlogger.json import JsonFormatter
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
+_TRACEBACK_HEADER = "Traceback (most recent call last):"
+
+
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         request_id = request_id_var.get()
         if request_id is not None and not hasattr(record, "request_id"):
             record.request_id = request_id
+        # Starlette hands uvicorn a failed lifespan's formatted traceback as the message itself,
+        # which the formatter below cannot see as one: keep only its last line, the exception.
+        if isinstance(record.msg, str) and record.msg.startswith(_TRACEBACK_HEADER):
+            record.msg, record.args = record.msg.rstrip().rsplit("\n", 1)[-1], ()
         return True
 
 
