@@ -6,6 +6,7 @@ import logging
 import sys
 from contextvars import ContextVar
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -41,10 +42,12 @@ def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         _NoTracebackFormatter(
-            "{asctime}{levelname}{name}{message}",
+            "{levelname}{name}{message}",
             style="{",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            timestamp=False,
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",  # ISO 8601, UTC
+            # uvicorn adds an ANSI-coloured copy of its messages for terminals.
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         )
     )
     handler.addFilter(_RequestIdFilter())
