@@ -21,12 +21,21 @@ _ANY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
 
 
 def _canonical(schema: Any) -> str:
-    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    # Not sort_keys: the converter emits properties in the order it reads them, and OpenAI's
+    # structured outputs (and forced tool calls: name before arguments) keep the schema's order.
+    return json.dumps(schema, separators=(",", ":"))
+
+
+# llama-cpp-python's converter lets a string character be any byte but `"` and `\`, raw control
+# characters included, so a model could write a newline inside a string: not JSON, and json.loads
+# refuses it. llama.cpp's own converter excludes them (U+0000-U+001F and DEL); so do we.
+_LOOSE_CHAR_RULE = r'char ::= [^"\\] |'
+_JSON_CHAR_RULE = r'char ::= [^"\\\x7F\x00-\x1F] |'
 
 
 @functools.lru_cache(maxsize=256)
 def _gbnf_for(canonical_schema: str) -> str:
-    return json_schema_to_gbnf(canonical_schema)
+    return json_schema_to_gbnf(canonical_schema).replace(_LOOSE_CHAR_RULE, _JSON_CHAR_RULE)
 
 
 def schema_grammar(schema: dict[str, Any], *, param: str) -> str:

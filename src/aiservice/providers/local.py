@@ -224,6 +224,14 @@ class LocalGeneration(PreparedGeneration):
                 runner = ChoiceRunner(self._provider.llama, plan, index, seed, emit, cancelled)
                 completion_tokens += runner.run()
                 if cancelled.is_set():
+                    log.info(
+                        "generation cancelled",
+                        extra={
+                            "model": self.model,
+                            "completion_tokens": completion_tokens,
+                            "max_tokens": plan.max_new_tokens,
+                        },
+                    )
                     return
             emit(Usage(prompt_tokens=len(plan.prompt_tokens), completion_tokens=completion_tokens))
         except Exception as exc:  # surfaced to the request as a 500 without its text
