@@ -195,6 +195,7 @@ def test_closing_a_stream_stops_its_generation(server: RunningServer, http: http
         what="the cancelled stream's 'generation cancelled' line",
     )
     assert 2 <= cancelled["completion_tokens"] < max_tokens, cancelled
+    assert cancelled["request_id"] == request_id  # the worker thread logs in the request's context
     assert wait_for_access_line(server, request_id)["status"] == 200  # the stream had begun
 
     # The model is free again: a short request is served.
@@ -226,6 +227,7 @@ def test_a_client_timeout_stops_a_non_streamed_generation(server: RunningServer)
         what="the timed-out request's 'generation cancelled' line",
     )
     assert 1 <= cancelled["completion_tokens"] < max_tokens, cancelled
+    assert cancelled["request_id"] == request_id
     assert wait_for_access_line(server, request_id)["status"] == 499
     wait_for_log_line(
         server,

@@ -10,6 +10,7 @@ away stops generating, and one cancelled while still queued never starts.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 import threading
@@ -161,7 +162,9 @@ class LocalProvider(ChatProvider):
         self._checked_grammars.add(grammar)
 
     def run_on_worker(self, job: Callable[[], Any]) -> asyncio.Future[Any]:
-        return asyncio.get_running_loop().run_in_executor(self._executor, job)
+        # Run in the caller's context so the worker's log lines carry the request id.
+        context = contextvars.copy_context()
+        return asyncio.get_running_loop().run_in_executor(self._executor, context.run, job)
 
     @property
     def llama(self) -> Llama:
