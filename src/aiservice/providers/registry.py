@@ -50,7 +50,7 @@ class ModelRegistry:
                 continue
             self._served[alias] = ServedModel(alias, target, self._providers[target], created)
             log.info(
-                "model alias answered locally",
+                f"{alias} is answered by {target}: no upstream is configured for it",
                 extra={"alias": alias, "served_by": target},
             )
 
