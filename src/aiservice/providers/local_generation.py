@@ -62,6 +62,7 @@ class ChoiceRunner:
         """Generate until a stop, the token budget or cancellation; return tokens generated."""
         llama, plan = self._llama, self._plan
         vocab = llama._model.vocab
+        n_ctx = llama.n_ctx()
         want_logprobs = plan.request.logprobs
         self._prime()
         sampler = self._sampler()
@@ -69,7 +70,7 @@ class ChoiceRunner:
         generated = 0
         finish: FinishReason = "length"
         try:
-            while generated < plan.max_new_tokens and llama.n_tokens < llama.n_ctx():
+            while generated < plan.max_new_tokens and llama.n_tokens < n_ctx:
                 if self._cancelled.is_set():
                     return generated
                 token = sampler.sample(llama._ctx, -1)
@@ -82,7 +83,7 @@ class ChoiceRunner:
                 if self._output.stopped:
                     finish = "stop"
                     break
-                llama.eval([token])
+                _decode_next(llama, token)
             self._output.finish(decoder.decode(b"", final=True), finish)
         finally:
             sampler.close()
@@ -155,6 +156,21 @@ class ChoiceRunner:
     def _token_text(self, token: int) -> tuple[str, list[int]]:
         raw = self._llama.detokenize([token], special=True)
         return raw.decode("utf-8", errors="replace"), list(raw)
+
+
+def _decode_next(llama: Llama, token: int) -> None:
+    """`llama.eval([token])` for the token just sampled, without eval()'s KV-cache trim.
+
+    Nothing lies past `n_tokens` while generating, so the trim is a no-op; but as a ctypes call it
+    releases the GIL just after the token went to the event loop, which then runs its per-token
+    work (chunk, JSON, socket write) before this thread may start decoding. Calling decode
+    directly lets that work overlap the decode (benchmarks/local_throughput.py, under load).
+    """
+    n_past = llama.n_tokens
+    llama._batch.set_batch(batch=[token], n_past=n_past, logits_all=False)
+    llama._ctx.decode(llama._batch)
+    llama.input_ids[n_past] = token
+    llama.n_tokens = n_past + 1
 
 
 class _Grammar:
