@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         return self.home / CONFIG_FILE_NAME
 
 
-def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+def load_settings(config_file: Path | None = None) -> Settings:
     """Settings from the TOML file (explicit, or `$AISERVICE_HOME/config.toml`) and env."""
     path = config_file or default_home() / CONFIG_FILE_NAME
     file_values: dict[str, Any] = {}
@@ -104,7 +104,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     try:
-        return Settings(**{**file_values, **overrides})
+        return Settings(**file_values)
     except ValidationError as exc:
         raise ConfigError(_describe(path, exc)) from None
 
