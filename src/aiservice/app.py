@@ -10,14 +10,18 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
-from aiservice.api import chat_completions, health, models
+from aiservice.api import chat_completions, health, models, stored_completions
 from aiservice.api.deps import AppServices
 from aiservice.api.error_handlers import install_error_handlers
 from aiservice.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from aiservice.governance.master_key import bootstrap_master_key
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.chat_completions import ChatCompletionService
+from aiservice.services.stored_completions import StoredCompletions
 from aiservice.settings import Settings
+from aiservice.store.completions import CompletionStore
+from aiservice.store.database import Database, database_url
+from aiservice.store.migrate import upgrade_database
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +29,20 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings) -> FastAPI:
     """Build the ASGI app; nothing is loaded until the lifespan starts."""
     registry = ModelRegistry(settings)
-    services = AppServices(registry=registry, chat_completions=ChatCompletionService(registry))
+    database = Database(database_url(settings))
+    stored = StoredCompletions(CompletionStore(database), settings.retention_days)
+    services = AppServices(
+        registry=registry,
+        database=database,
+        chat_completions=ChatCompletionService(registry, stored),
+        stored_completions=stored,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        # Alembic runs its own event loop, so it gets a thread of its own.
+        await asyncio.to_thread(upgrade_database, database.url)
         services.master_key, new_key = bootstrap_master_key(settings)
         if new_key is not None:
             # Shown once, on the console only: the server keeps nothing but its hash.
@@ -39,14 +53,19 @@ def create_app(settings: Settings) -> FastAPI:
                 flush=True,
             )
         # Models load in the background so /health answers at once and /ready tells when done.
-        loading = asyncio.create_task(_load_models(registry))
+        background = [
+            asyncio.create_task(_load_models(registry)),
+            asyncio.create_task(_purge_periodically(stored, settings.purge_interval_s)),
+        ]
         try:
             yield
         finally:
-            loading.cancel()
+            for task in background:
+                task.cancel()
             with suppress(asyncio.CancelledError):
-                await loading
+                await asyncio.gather(*background)
             await registry.close()
+            await database.close()
 
     app = FastAPI(
         title="aiservice",
@@ -58,7 +77,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.services = services
     app.state.settings = settings
     install_error_handlers(app)
-    for router in (health.router, models.router, chat_completions.router):
+    for router in (
+        health.router,
+        models.router,
+        chat_completions.router,
+        stored_completions.router,
+    ):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware)  # outermost: every line has the request id
@@ -73,3 +97,15 @@ async def _load_models(registry: ModelRegistry) -> None:
         log.error(
             "model loading failed", extra={"error_type": type(exc).__name__, "error": str(exc)}
         )
+
+
+async def _purge_periodically(stored: StoredCompletions, interval_s: float) -> None:
+    """Delete expired stored objects now and then; a failure is logged and retried later."""
+    while True:
+        try:
+            purged = await stored.purge_expired()
+            if purged:
+                log.info("expired stored completions purged", extra={"purged": purged})
+        except Exception as exc:
+            log.error("purge failed", extra={"error_type": type(exc).__name__})
+        await asyncio.sleep(interval_s)

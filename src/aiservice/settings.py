@@ -7,7 +7,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_LOCAL_MODEL = "smollm2-135m-instruct"
@@ -70,6 +78,15 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Bodies above this size are refused with 413 before they are parsed.
     max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # Storage: a SQLAlchemy async URL. Unset: SQLite file aiservice.db in `home`.
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("database_url", "AISERVICE_DATABASE_URL", "DATABASE_URL"),
+    )
+    # Stored completions expire this many days after creation; 0 keeps them forever.
+    retention_days: int = Field(default=30, ge=0)
+    # How often the server deletes expired objects.
+    purge_interval_s: float = Field(default=3600, gt=0)
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Extra names answered by a configured model, used only when no model has that name.
     aliases: dict[str, str] = Field(default_factory=_default_aliases)

@@ -267,7 +267,7 @@ def test_chunked_body_under_the_limit_is_served(http: httpx.Client) -> None:
 @pytest.mark.usefixtures("still_healthy")
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/nope"), ("POST", "/v1/nope"), ("GET", "/v1/chat/completions/extra")],
+    [("GET", "/nope"), ("POST", "/v1/nope"), ("GET", "/v1/chat/completions/some-id/extra")],
 )
 def test_unknown_url_gets_a_404_envelope(http: httpx.Client, method: str, path: str) -> None:
     error = assert_error_envelope(http.request(method, path), 404, param=None)
@@ -277,7 +277,7 @@ def test_unknown_url_gets_a_404_envelope(http: httpx.Client, method: str, path: 
 @pytest.mark.usefixtures("still_healthy")
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", URL), ("PUT", URL), ("DELETE", "/health"), ("POST", "/v1/models")],
+    [("PATCH", URL), ("PUT", URL), ("DELETE", "/health"), ("POST", "/v1/models")],
 )
 def test_wrong_method_gets_a_405_envelope(http: httpx.Client, method: str, path: str) -> None:
     error = assert_error_envelope(http.request(method, path), 405, param=None)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from openai.types.chat import ChatCompletionChunk
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from aiservice.api.deps import authenticate, chat_completions, json_body
+from aiservice.api.deps import Principal, authenticate, chat_completions, json_body
 from aiservice.errors import as_service_error
 from aiservice.services.chat_completions import ChatCompletionService
 from aiservice.services.chat_request import ChatCompletionRequest
@@ -26,10 +26,12 @@ CLIENT_CLOSED_REQUEST = 499  # nginx's status for "the client went away first"
 
 @router.post("/chat/completions")
 async def create_chat_completion(
-    request: Request, service: ChatCompletionService = Depends(chat_completions)
+    request: Request,
+    principal: Principal = Depends(authenticate),
+    service: ChatCompletionService = Depends(chat_completions),
 ) -> Response:
     body = await json_body(request, ChatCompletionRequest)
-    chat = await service.prepare(body)
+    chat = await service.prepare(body, principal.owner)
     if body.stream:
         return EventSourceResponse(_sse(service.stream(chat)), sep="\n", ping=15)
     completion = await _unless_client_leaves(request, service.complete(chat))

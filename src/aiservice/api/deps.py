@@ -13,6 +13,8 @@ from aiservice.errors import AuthenticationFailed
 from aiservice.governance.master_key import MasterKey
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.chat_completions import ChatCompletionService
+from aiservice.services.stored_completions import StoredCompletions
+from aiservice.store.database import Database
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -22,7 +24,9 @@ class AppServices:
     """Everything the routers use, built once by create_app and kept on app.state."""
 
     registry: ModelRegistry
+    database: Database
     chat_completions: ChatCompletionService
+    stored_completions: StoredCompletions
     master_key: MasterKey | None = None  # set in the lifespan
 
 
@@ -40,6 +44,10 @@ def app_services(request: Request) -> AppServices:
 
 def chat_completions(request: Request) -> ChatCompletionService:
     return app_services(request).chat_completions
+
+
+def stored_completions(request: Request) -> StoredCompletions:
+    return app_services(request).stored_completions
 
 
 def registry(request: Request) -> ModelRegistry:

@@ -40,6 +40,7 @@ from aiservice.providers.base import (
 )
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.chat_request import ChatCompletionRequest
+from aiservice.services.stored_completions import StoredCompletions
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 
@@ -54,6 +55,7 @@ class PreparedChat:
 
     id: str
     created: int
+    owner: str
     request: ChatCompletionRequest
     generation: PreparedGeneration
 
@@ -61,14 +63,15 @@ class PreparedChat:
 class ChatCompletionService:
     """Create chat completions on whichever provider serves the requested model."""
 
-    def __init__(self, registry: ModelRegistry):
+    def __init__(self, registry: ModelRegistry, stored: StoredCompletions):
         self._registry = registry
+        self._stored = stored
 
-    async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
+    async def prepare(self, request: ChatCompletionRequest, owner: str) -> PreparedChat:
         """Resolve the model and check the request; every refusal is raised here."""
         served = self._registry.resolve(request.model)
         generation = await served.provider.prepare_chat(request.to_generation(served.served_by))
-        return PreparedChat(new_completion_id(), int(time.time()), request, generation)
+        return PreparedChat(new_completion_id(), int(time.time()), owner, request, generation)
 
     async def complete(self, chat: PreparedChat) -> ChatCompletion:
         choices: dict[int, _ChoiceAccumulator] = {}
@@ -78,14 +81,10 @@ class ChatCompletionService:
                 usage = event
             else:
                 choices.setdefault(event.index, _ChoiceAccumulator()).add(event)
-        return ChatCompletion(
-            id=chat.id,
-            object="chat.completion",
-            created=chat.created,
-            model=chat.generation.model,
-            choices=[choices[i].as_choice(i) for i in sorted(choices)],
-            usage=_usage(usage),
-        )
+        completion = _completion(chat, choices, usage)
+        if chat.request.store:
+            await self._stored.save(chat.owner, chat.request, completion)
+        return completion
 
     async def stream(self, chat: PreparedChat) -> AsyncIterator[ChatCompletionChunk]:
         """OpenAI's chunk sequence: a role chunk per choice, content deltas, a finish chunk,
@@ -94,11 +93,20 @@ class ChatCompletionService:
         include_usage = bool(options and options.include_usage)
         chunk = _ChunkMaker(chat, include_usage)
         started: set[int] = set()
+        # Stored streams are assembled on the side and written once the generation has ended,
+        # before the last chunk: a client gone earlier leaves nothing half-written.
+        stored: dict[int, _ChoiceAccumulator] | None = {} if chat.request.store else None
         async for event in chat.generation.events():
             if isinstance(event, Usage):
+                if stored is not None:
+                    await self._stored.save(
+                        chat.owner, chat.request, _completion(chat, stored, event)
+                    )
                 if include_usage:
                     yield chunk.make([], usage=_usage(event))
                 continue
+            if stored is not None:
+                stored.setdefault(event.index, _ChoiceAccumulator()).add(event)
             if event.index not in started:
                 started.add(event.index)
                 yield chunk.delta(event.index, ChoiceDelta(role="assistant", content=""))
@@ -186,6 +194,19 @@ class _ChunkMaker:
             index=index, delta=delta, finish_reason=finish_reason, logprobs=logprobs
         )
         return self.make([choice])
+
+
+def _completion(
+    chat: PreparedChat, choices: dict[int, _ChoiceAccumulator], usage: Usage
+) -> ChatCompletion:
+    return ChatCompletion(
+        id=chat.id,
+        object="chat.completion",
+        created=chat.created,
+        model=chat.generation.model,
+        choices=[choices[i].as_choice(i) for i in sorted(choices)],
+        usage=_usage(usage),
+    )
 
 
 def _usage(usage: Usage) -> CompletionUsage:

@@ -16,6 +16,7 @@ from aiservice.providers.base import (
     PromptMessage,
     ToolCall,
 )
+from aiservice.services.metadata import Metadata
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,6 @@ KNOWN_PARAMETERS = frozenset(
     | {"stream"}
 )
 _FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_METADATA_MAX_PAIRS, _METADATA_KEY_MAX, _METADATA_VALUE_MAX = 16, 64, 512
 
 
 class _Lenient(BaseModel):
@@ -156,7 +156,7 @@ class ChatCompletionRequest(_Lenient):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     user: str | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = Field(default=None, max_length=128)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
@@ -188,20 +188,6 @@ class ChatCompletionRequest(_Lenient):
             if not key.isdigit():
                 raise ValueError(f"keys must be token ids, got {key!r}")
         return bias
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_limits(cls, metadata: dict[str, str] | None) -> dict[str, str] | None:
-        if metadata is None:
-            return None
-        if len(metadata) > _METADATA_MAX_PAIRS:
-            raise ValueError(f"at most {_METADATA_MAX_PAIRS} key-value pairs are allowed")
-        for key, value in metadata.items():
-            if len(key) > _METADATA_KEY_MAX:
-                raise ValueError(f"keys are at most {_METADATA_KEY_MAX} characters")
-            if len(value) > _METADATA_VALUE_MAX:
-                raise ValueError(f"values are at most {_METADATA_VALUE_MAX} characters")
-        return metadata
 
     @model_validator(mode="after")
     def _consistent(self) -> ChatCompletionRequest:

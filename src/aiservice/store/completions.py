@@ -1,0 +1,209 @@
+"""Queries on stored chat completions. Every read and write is scoped to one owner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, and_, delete, exists, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from aiservice.store.database import Database
+from aiservice.store.tables import CompletionMetadata, StoredCompletion
+
+Order = Literal["asc", "desc"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewCompletion:
+    id: str
+    owner: str
+    model: str
+    created_at: int
+    expires_at: int | None
+    request: dict[str, Any]
+    response: dict[str, Any]
+    metadata: dict[str, str]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionPage:
+    rows: list[StoredCompletion]
+    has_more: bool
+
+
+class UnknownCursor(LookupError):
+    """`after` names no completion of this owner."""
+
+
+class CompletionStore:
+    """Stored chat completions on one database."""
+
+    def __init__(self, database: Database):
+        self._sessions = database.sessions
+
+    async def insert(self, completion: NewCompletion) -> None:
+        """Write the completion and its metadata pairs in one transaction."""
+        async with self._sessions.begin() as session:
+            seq = await session.scalar(
+                insert(StoredCompletion)
+                .values(
+                    id=completion.id,
+                    owner=completion.owner,
+                    model=completion.model,
+                    created_at=completion.created_at,
+                    expires_at=completion.expires_at,
+                    request=completion.request,
+                    response=completion.response,
+                    metadata_=completion.metadata,
+                    prompt_tokens=completion.prompt_tokens,
+                    completion_tokens=completion.completion_tokens,
+                )
+                .returning(StoredCompletion.seq)
+            )
+            await _insert_metadata(session, seq, completion.owner, completion.metadata)
+
+    async def get(self, owner: str, completion_id: str, now: int) -> StoredCompletion | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(StoredCompletion).where(
+                    *_visible(owner, now), StoredCompletion.id == completion_id
+                )
+            )
+
+    async def list(
+        self,
+        owner: str,
+        now: int,
+        *,
+        limit: int,
+        order: Order,
+        after: str | None = None,
+        model: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> CompletionPage:
+        """One page in insertion order; the first metadata pair drives the scan through its
+        index (already in list order), the others are checked per row."""
+        table = StoredCompletion
+        query = select(table).where(*_visible(owner, now))
+        position = table.seq
+        pairs = list((metadata or {}).items())
+        if pairs:
+            key, value = pairs[0]
+            driver = aliased(CompletionMetadata)
+            query = query.join(
+                driver,
+                and_(
+                    driver.completion_seq == table.seq,
+                    driver.owner == owner,
+                    driver.key == key,
+                    driver.value == value,
+                ),
+            )
+            position = driver.completion_seq
+        for key, value in pairs[1:]:
+            query = query.where(
+                exists().where(
+                    CompletionMetadata.completion_seq == table.seq,
+                    CompletionMetadata.key == key,
+                    CompletionMetadata.value == value,
+                )
+            )
+        if model is not None:
+            query = query.where(table.model == model)
+        async with self._sessions() as session:
+            if after is not None:
+                cursor = await session.scalar(
+                    select(table.seq).where(table.owner == owner, table.id == after)
+                )
+                if cursor is None:
+                    raise UnknownCursor(after)
+                query = query.where(position > cursor if order == "asc" else position < cursor)
+            query = query.order_by(position.asc() if order == "asc" else position.desc())
+            rows = list(await session.scalars(query.limit(limit + 1)))
+        return CompletionPage(rows[:limit], has_more=len(rows) > limit)
+
+    async def replace_metadata(
+        self, owner: str, completion_id: str, metadata: dict[str, str], now: int
+    ) -> StoredCompletion | None:
+        async with self._sessions.begin() as session:
+            row = await session.scalar(
+                select(StoredCompletion)
+                .where(*_visible(owner, now), StoredCompletion.id == completion_id)
+                .with_for_update()
+            )
+            if row is None:
+                return None
+            await session.execute(
+                update(StoredCompletion)
+                .where(StoredCompletion.seq == row.seq)
+                .values(metadata_=metadata)
+            )
+            await session.execute(
+                delete(CompletionMetadata).where(CompletionMetadata.completion_seq == row.seq)
+            )
+            await _insert_metadata(session, row.seq, owner, metadata)
+            row.metadata_ = metadata
+            return row
+
+    async def delete(self, owner: str, completion_id: str, now: int) -> bool:
+        async with self._sessions.begin() as session:
+            seq = await session.scalar(
+                select(StoredCompletion.seq).where(
+                    *_visible(owner, now), StoredCompletion.id == completion_id
+                )
+            )
+            if seq is None:
+                return False
+            await _delete_rows(session, [seq])
+            return True
+
+    async def purge_expired(self, now: int, batch: int = 1000) -> int:
+        """Delete expired completions in batches (short transactions); return how many."""
+        purged = 0
+        while True:
+            async with self._sessions.begin() as session:
+                seqs = list(
+                    await session.scalars(
+                        select(StoredCompletion.seq)
+                        .where(StoredCompletion.expires_at <= now)
+                        .limit(batch)
+                    )
+                )
+                if not seqs:
+                    return purged
+                await _delete_rows(session, seqs)
+                purged += len(seqs)
+
+
+def _visible(owner: str, now: int) -> tuple[ColumnElement[bool], ...]:
+    # Expired rows are invisible at once, whether or not the purge has run yet.
+    return (
+        StoredCompletion.owner == owner,
+        or_(StoredCompletion.expires_at.is_(None), StoredCompletion.expires_at > now),
+    )
+
+
+async def _insert_metadata(
+    session: AsyncSession, seq: int, owner: str, metadata: dict[str, str]
+) -> None:
+    if metadata:
+        await session.execute(
+            insert(CompletionMetadata),
+            [
+                {"completion_seq": seq, "key": k, "value": v, "owner": owner}
+                for k, v in metadata.items()
+            ],
+        )
+
+
+async def _delete_rows(session: AsyncSession, seqs: list[int]) -> None:
+    # Metadata rows explicitly too: SQLite only cascades with foreign_keys on, and being
+    # explicit keeps both databases doing the same work.
+    await session.execute(
+        delete(CompletionMetadata).where(CompletionMetadata.completion_seq.in_(seqs))
+    )
+    await session.execute(delete(StoredCompletion).where(StoredCompletion.seq.in_(seqs)))

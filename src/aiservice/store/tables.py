@@ -1,0 +1,61 @@
+"""The tables. Metadata is kept twice: as JSON on the row (to return it) and as key/value rows
+indexed by (owner, key, value, completion) so that a metadata filter is an index range scan
+that already comes out in list order, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias).
+SequenceNumber = BigInteger().with_variant(Integer(), "sqlite")
+Document = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class StoredCompletion(Base):
+    """A chat completion created with `store: true`."""
+
+    __tablename__ = "chat_completions"
+
+    # Insertion order: the list order, and a cursor that never ties (created_at can).
+    seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[int] = mapped_column(BigInteger)  # unix seconds, as on the wire
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    request: Mapped[dict[str, Any]] = mapped_column(Document)  # messages and parameters
+    response: Mapped[dict[str, Any]] = mapped_column(Document)  # the ChatCompletion body
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", Document)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    completion_tokens: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_chat_completions_owner_seq", "owner", "seq"),
+        Index("ix_chat_completions_owner_model_seq", "owner", "model", "seq"),
+        Index("ix_chat_completions_expires_at", "expires_at"),
+    )
+
+
+class CompletionMetadata(Base):
+    """One metadata pair of a stored completion, for filtering."""
+
+    __tablename__ = "chat_completion_metadata"
+
+    completion_seq: Mapped[int] = mapped_column(
+        SequenceNumber, ForeignKey("chat_completions.seq", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(512))
+    owner: Mapped[str] = mapped_column(String(128))
+
+    __table_args__ = (
+        Index("ix_chat_completion_metadata_lookup", "owner", "key", "value", "completion_seq"),
+    )
