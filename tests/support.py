@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -142,9 +148,86 @@ def assert_matches_schema(body: object, schema_name: str) -> None:
     )
 
 
+def assert_message_list_matches_schema(body: dict) -> None:
+    """Validate a stored completion's message list against ChatCompletionMessageList, roles aside.
+
+    The spec builds each item on ChatCompletionResponseMessage, whose `role` is pinned to
+    "assistant"; OpenAI's API (and aiservice) return each stored message's real role (system,
+    user, assistant, tool...). So a copy with every role set to "assistant" is validated and
+    the caller asserts the real roles itself.
+    """
+    relabelled = copy.deepcopy(body)
+    for item in relabelled.get("data", []):
+        item["role"] = "assistant"
+    assert_matches_schema(relabelled, "ChatCompletionMessageList")
+
+
 def sse_events(response: httpx.Response) -> list[str]:
     """The `data:` payloads of a server-sent event stream, in order."""
     return [line[len("data: ") :] for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def run_cli(
+    *args: str, home: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `aiservice ARGS` to completion with a clean AISERVICE_* environment (no database
+    URL either, so the SQLite file in `home` is used unless `env` names one)."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith("AISERVICE_") and k.upper() != "DATABASE_URL"
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "aiservice", *args],
+        env={**clean, "AISERVICE_HOME": str(home), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,  # a config that is wrongly accepted starts a server: fail, do not hang
+    )
+
+
+def run_in_thread(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion on a loop of its own in another thread, leaving the test
+    thread's event loop (pytest-asyncio's) untouched."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(work())).result()
+
+
+# The test PostgreSQL: a server with trust auth, reached through its maintenance database.
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@dataclass
+class PostgresDatabases:
+    """Fresh, uniquely named databases on the test PostgreSQL; drop_all() removes them."""
+
+    admin_url: str = POSTGRES_ADMIN_URL
+    names: list[str] = field(default_factory=list)
+
+    def create(self) -> str:
+        """A new empty database; returns its SQLAlchemy async URL."""
+        name = f"aiservice_test_{secrets.token_hex(6)}"
+        self._execute(f'CREATE DATABASE "{name}"')
+        self.names.append(name)
+        url = make_url(self.admin_url).set(drivername="postgresql+asyncpg", database=name)
+        return url.render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        while self.names:
+            # WITH (FORCE) (PostgreSQL 13+) terminates connections a server left behind.
+            self._execute(f'DROP DATABASE IF EXISTS "{self.names.pop()}" WITH (FORCE)')
+
+    def _execute(self, statement: str) -> None:
+        async def execute() -> None:
+            connection = await asyncpg.connect(self.admin_url, timeout=10)
+            try:
+                await connection.execute(statement)
+            finally:
+                await connection.close()
+
+        run_in_thread(execute)
 
 
 def wait_until(condition: Callable[[], T], *, timeout: float = 30.0, what: str) -> T:

@@ -4,33 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from support import MASTER_KEY, free_port, start_server, stop_server
+from support import MASTER_KEY, free_port, run_cli, start_server, stop_server
 
 GENERATED_KEY = re.compile(r"sk-[A-Za-z0-9_\-]{20,}")
-
-
-def run_cli(
-    *args: str, home: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """Run `aiservice ARGS` to completion with a clean AISERVICE_* environment."""
-    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("AISERVICE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "aiservice", *args],
-        env={**clean, "AISERVICE_HOME": str(home), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,  # a config that is wrongly accepted starts a server: fail, do not hang
-    )
 
 
 def test_serve_help_lists_its_options(tmp_path: Path) -> None:
