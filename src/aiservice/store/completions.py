@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, delete, exists, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -13,6 +23,10 @@ from aiservice.store.database import Database
 from aiservice.store.tables import CompletionMetadata, StoredCompletion
 
 Order = Literal["asc", "desc"]
+
+# A metadata filter of several pairs counts each pair's rows up to this many (an index-only
+# scan of a few hundred microseconds at most) to pick the rarest pair to drive the list.
+_SELECTIVITY_PROBE_CAP = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,42 +99,52 @@ class CompletionStore:
         model: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> CompletionPage:
-        """One page in insertion order; the first metadata pair drives the scan through its
-        index (already in list order), the others are checked per row."""
+        """One page in insertion order. A metadata filter scans the index of its rarest pair,
+        which already comes out in list order, and checks the other pairs per row on the same
+        index (index-only) before reading the completion."""
         table = StoredCompletion
         query = select(table).where(*_visible(owner, now))
         position = table.seq
-        pairs = list((metadata or {}).items())
-        if pairs:
-            key, value = pairs[0]
-            driver = aliased(CompletionMetadata)
-            query = query.join(
-                driver,
-                and_(
-                    driver.completion_seq == table.seq,
-                    driver.owner == owner,
-                    driver.key == key,
-                    driver.value == value,
-                ),
-            )
-            position = driver.completion_seq
-        for key, value in pairs[1:]:
-            query = query.where(
-                exists().where(
-                    CompletionMetadata.completion_seq == table.seq,
-                    CompletionMetadata.key == key,
-                    CompletionMetadata.value == value,
-                )
-            )
-        if model is not None:
-            query = query.where(table.model == model)
         async with self._sessions() as session:
+            cursor = None
             if after is not None:
                 cursor = await session.scalar(
                     select(table.seq).where(table.owner == owner, table.id == after)
                 )
                 if cursor is None:
                     raise UnknownCursor(after)
+            pairs = list((metadata or {}).items())
+            if len(pairs) > 1:
+                pairs = await _rarest_first(session, owner, pairs)
+                if not pairs:
+                    return CompletionPage([], has_more=False)
+            if pairs:
+                key, value = pairs[0]
+                driver = aliased(CompletionMetadata)
+                query = query.join(
+                    driver,
+                    and_(
+                        driver.completion_seq == table.seq,
+                        driver.owner == owner,
+                        driver.key == key,
+                        driver.value == value,
+                    ),
+                )
+                position = driver.completion_seq
+                for key, value in pairs[1:]:
+                    other = aliased(CompletionMetadata)
+                    # owner makes this an index-only probe of the lookup index.
+                    query = query.where(
+                        exists().where(
+                            other.completion_seq == driver.completion_seq,
+                            other.owner == owner,
+                            other.key == key,
+                            other.value == value,
+                        )
+                    )
+            if model is not None:
+                query = query.where(table.model == model)
+            if cursor is not None:
                 query = query.where(position > cursor if order == "asc" else position < cursor)
             query = query.order_by(position.asc() if order == "asc" else position.desc())
             rows = list(await session.scalars(query.limit(limit + 1)))
@@ -185,6 +209,37 @@ def _visible(owner: str, now: int) -> tuple[ColumnElement[bool], ...]:
         StoredCompletion.owner == owner,
         or_(StoredCompletion.expires_at.is_(None), StoredCompletion.expires_at > now),
     )
+
+
+async def _rarest_first(
+    session: AsyncSession, owner: str, pairs: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The pairs, fewest rows first (counted up to _SELECTIVITY_PROBE_CAP, ties in the given
+    order); empty when a pair has no rows, so nothing can match.
+
+    The driving pair must be chosen from the data: a driver matching 40 % of the rows, with a
+    pair matching 0.01 % checked per row, reads most of the index before it fills a page, and
+    PostgreSQL's cached generic plan for the statement cannot tell the pairs apart either."""
+    counts = [
+        select(func.count())
+        .select_from(
+            select(CompletionMetadata.completion_seq)
+            .where(
+                CompletionMetadata.owner == owner,
+                CompletionMetadata.key == key,
+                CompletionMetadata.value == value,
+            )
+            .limit(_SELECTIVITY_PROBE_CAP)
+            .subquery()
+        )
+        .scalar_subquery()
+        for key, value in pairs
+    ]
+    found = (await session.execute(select(*counts))).one()
+    if min(found) == 0:
+        return []
+    ranked = sorted(range(len(pairs)), key=lambda index: found[index])
+    return [pairs[index] for index in ranked]
 
 
 async def _insert_metadata(
