@@ -14,11 +14,14 @@ from aiservice.api import chat_completions, health, models, stored_completions
 from aiservice.api.deps import AppServices
 from aiservice.api.error_handlers import install_error_handlers
 from aiservice.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from aiservice.governance.accounts import Accounts
+from aiservice.governance.login_throttle import LoginThrottle
 from aiservice.governance.master_key import bootstrap_master_key
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.chat_completions import ChatCompletionService
 from aiservice.services.stored_completions import StoredCompletions
 from aiservice.settings import Settings
+from aiservice.store.accounts import AccountStore
 from aiservice.store.completions import CompletionStore
 from aiservice.store.database import Database, database_url
 from aiservice.store.migrate import upgrade_database
@@ -36,6 +39,8 @@ def create_app(settings: Settings) -> FastAPI:
         database=database,
         chat_completions=ChatCompletionService(registry, stored),
         stored_completions=stored,
+        accounts=Accounts(AccountStore(database)),
+        login_throttle=LoginThrottle(),
     )
 
     @asynccontextmanager

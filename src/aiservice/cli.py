@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
 from rich.console import Console
+from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from aiservice.app import create_app
+from aiservice.errors import AIServiceError
+from aiservice.governance.accounts import Accounts
 from aiservice.observability.logging import configure_logging
 from aiservice.services.stored_completions import StoredCompletions
 from aiservice.settings import ConfigError, Settings, load_settings
+from aiservice.store.accounts import AccountStore
 from aiservice.store.completions import CompletionStore
 from aiservice.store.database import Database, database_url
 from aiservice.store.migrate import upgrade_database
@@ -22,6 +28,7 @@ from aiservice.store.migrate import upgrade_database
 app = typer.Typer(
     help="aiservice: a self-hosted, OpenAI-compatible AI service.", no_args_is_help=True
 )
+T = TypeVar("T")
 err = Console(stderr=True)
 out = Console()
 
@@ -108,3 +115,103 @@ async def _purge(url: str, retention_days: int) -> int:
         return await StoredCompletions(CompletionStore(database), retention_days).purge_expired()
     finally:
         await database.close()
+
+
+users = typer.Typer(
+    help="Users (they log in with Basic auth and own API keys).", no_args_is_help=True
+)
+keys = typer.Typer(help="API keys (Bearer), owned by users.", no_args_is_help=True)
+app.add_typer(users, name="users")
+app.add_typer(keys, name="keys")
+
+
+def _with_accounts(config: Path | None, work: Callable[[Accounts], Awaitable[T]]) -> T:
+    """Run `work` against the configured database, migrated first; API errors exit with 1."""
+    settings = _settings_or_exit(config)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    url = database_url(settings)
+    upgrade_database(url)
+
+    async def run() -> T:
+        database = Database(url)
+        try:
+            return await work(Accounts(AccountStore(database)))
+        finally:
+            await database.close()
+
+    try:
+        return asyncio.run(run())
+    except AIServiceError as exc:
+        err.print(f"[red]{exc.message}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@users.command("add")
+def users_add(
+    email: str,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    admin: Annotated[bool, typer.Option(help="May use the admin API.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Add a user (prompts for the password when --password is not given)."""
+    user = _with_accounts(config, lambda a: a.add_user(email, password, is_admin=admin))
+    out.print(f"Added {user.email} ({user.id}){' as admin' if user.is_admin else ''}.")
+
+
+@users.command("list")
+def users_list(config: ConfigOption = None) -> None:
+    """List users."""
+    table = Table("id", "email", "admin", "disabled", "created")
+    for user in _with_accounts(config, lambda a: a.users()):
+        table.add_row(
+            user.id, user.email, _yes(user.is_admin), _yes(user.disabled), _when(user.created_at)
+        )
+    out.print(table)
+
+
+@users.command("disable")
+def users_disable(email: str, config: ConfigOption = None) -> None:
+    """Disable a user: their password and keys stop working at once."""
+    _with_accounts(config, lambda a: a.disable_user(email))
+    out.print(f"Disabled {email}.")
+
+
+@keys.command("create")
+def keys_create(
+    email: str,
+    name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "default",
+    config: ConfigOption = None,
+) -> None:
+    """Create an API key for a user and print it (it is not shown again)."""
+    new = _with_accounts(config, lambda a: a.create_key(email, name))
+    err.print(
+        f"Created {new.key.id} ({new.key.name}) for {email}. Store it now, it is not shown again:"
+    )
+    out.print(new.secret, highlight=False)
+
+
+@keys.command("list")
+def keys_list(
+    email: Annotated[str | None, typer.Argument()] = None, config: ConfigOption = None
+) -> None:
+    """List API keys, of one user or of everyone."""
+    table = Table("id", "user", "name", "key", "created", "revoked")
+    for key, user in _with_accounts(config, lambda a: a.keys(email)):
+        revoked = _when(key.revoked_at) if key.revoked_at else ""
+        table.add_row(key.id, user.email, key.name, key.key_hint, _when(key.created_at), revoked)
+    out.print(table)
+
+
+@keys.command("revoke")
+def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
+    """Revoke an API key: it stops working at once."""
+    _with_accounts(config, lambda a: a.revoke_key(key_id))
+    out.print(f"Revoked {key_id}.")
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else ""
+
+
+def _when(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")

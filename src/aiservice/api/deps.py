@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -10,6 +11,8 @@ from pydantic import BaseModel, ValidationError
 
 from aiservice.api.error_handlers import validation_error
 from aiservice.errors import AuthenticationFailed
+from aiservice.governance.accounts import MASTER, Accounts, Principal
+from aiservice.governance.login_throttle import LoginThrottle
 from aiservice.governance.master_key import MasterKey
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.chat_completions import ChatCompletionService
@@ -27,15 +30,9 @@ class AppServices:
     database: Database
     chat_completions: ChatCompletionService
     stored_completions: StoredCompletions
+    accounts: Accounts
+    login_throttle: LoginThrottle
     master_key: MasterKey | None = None  # set in the lifespan
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling. Only the master key exists until users arrive."""
-
-    owner: str
-    is_admin: bool
 
 
 def app_services(request: Request) -> AppServices:
@@ -55,23 +52,42 @@ def registry(request: Request) -> ModelRegistry:
 
 
 async def authenticate(request: Request) -> Principal:
+    """Bearer (the master key or a user's API key) or Basic (a user's e-mail and password)."""
+    services = app_services(request)
     header = request.headers.get("authorization")
     if not header:
         raise AuthenticationFailed(
             "You didn't provide an API key. Send it in an Authorization header using Bearer "
-            "auth (Authorization: Bearer YOUR_KEY).",
+            "auth (Authorization: Bearer YOUR_KEY), or log in with Basic auth.",
             code="missing_api_key",
         )
-    scheme, _, key = header.partition(" ")
-    master_key = app_services(request).master_key
-    if (
-        scheme.lower() != "bearer"
-        or not key
-        or master_key is None
-        or not master_key.matches(key.strip())
-    ):
+    scheme, _, credentials = header.partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() == "bearer" and credentials:
+        if services.master_key is not None and services.master_key.matches(credentials):
+            return MASTER
+        principal = await services.accounts.principal_for_key(credentials)
+        if principal is not None:
+            return principal
         raise AuthenticationFailed("Incorrect API key provided.")
-    return Principal(owner="admin", is_admin=True)
+    if scheme.lower() == "basic" and credentials:
+        return await _basic_login(request, services, credentials)
+    raise AuthenticationFailed("Incorrect API key provided.")
+
+
+async def _basic_login(request: Request, services: AppServices, credentials: str) -> Principal:
+    try:
+        email, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        raise AuthenticationFailed("Malformed Basic credentials.") from None
+    account = email.strip().lower()
+    address = request.client.host if request.client else "unknown"
+    await services.login_throttle.check(account, address)
+    principal = await services.accounts.principal_for_password(account, password)
+    if principal is None:
+        await services.login_throttle.failed(account, address)
+        raise AuthenticationFailed("Incorrect e-mail or password.", code="invalid_credentials")
+    return principal
 
 
 async def json_body(request: Request, model: type[Body]) -> Body:

@@ -1,0 +1,146 @@
+"""Users and API keys: create, list, disable, revoke, and check credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from aiservice.errors import InvalidRequest, NotFound
+from aiservice.store.accounts import AccountStore, DuplicateEmail
+from aiservice.store.tables import ApiKey, User
+
+_hasher = PasswordHasher()
+# Verifying against this when the e-mail is unknown makes both failures take the same time.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# Successful password checks are remembered for a short while: Argon2 costs ~50 ms of CPU by
+# design, too much to pay on every Basic-auth request of a logged-in client.
+_VERIFIED_TTL_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the owner of what they create, and whether they may administer."""
+
+    owner: str
+    is_admin: bool
+    email: str | None = None
+    key_id: str | None = None
+
+
+MASTER = Principal(owner="admin", is_admin=True)
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    key: ApiKey
+    secret: str  # shown once, never stored
+
+
+def key_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def normalise_email(email: str) -> str:
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
+        raise InvalidRequest(f"Not an e-mail address: {email!r}.", param="email")
+    return email
+
+
+class Accounts:
+    """The product's view of users and keys; used by the API, the CLI and the facade."""
+
+    def __init__(self, store: AccountStore):
+        self._store = store
+        self._verified: dict[str, float] = {}
+
+    async def add_user(self, email: str, password: str, *, is_admin: bool = False) -> User:
+        email = normalise_email(email)
+        if len(password) < 8:
+            raise InvalidRequest("Passwords need at least 8 characters.", param="password")
+        user = User(
+            id="user_" + secrets.token_hex(12),
+            email=email,
+            password_hash=await asyncio.to_thread(_hasher.hash, password),
+            is_admin=is_admin,
+            disabled=False,
+            created_at=int(time.time()),
+        )
+        try:
+            await self._store.add_user(user)
+        except DuplicateEmail:
+            raise InvalidRequest(f"A user {email} already exists.", param="email") from None
+        return user
+
+    async def users(self) -> list[User]:
+        return await self._store.users()
+
+    async def disable_user(self, email: str) -> None:
+        if not await self._store.set_disabled(normalise_email(email), True):
+            raise NotFound(f"No user {email}.")
+
+    async def create_key(self, email: str, name: str = "default") -> NewKey:
+        user = await self._store.user_by_email(normalise_email(email))
+        if user is None:
+            raise NotFound(f"No user {email}.")
+        secret = "sk-" + secrets.token_urlsafe(32)
+        key = ApiKey(
+            id="key_" + secrets.token_hex(12),
+            user_id=user.id,
+            name=name,
+            key_hash=key_digest(secret),
+            key_hint=f"{secret[:5]}…{secret[-4:]}",
+            created_at=int(time.time()),
+            revoked_at=None,
+        )
+        await self._store.add_key(key)
+        return NewKey(key, secret)
+
+    async def keys(self, email: str | None = None) -> list[tuple[ApiKey, User]]:
+        if email is None:
+            return await self._store.keys()
+        user = await self._store.user_by_email(normalise_email(email))
+        if user is None:
+            raise NotFound(f"No user {email}.")
+        return await self._store.keys(user.id)
+
+    async def revoke_key(self, key_id: str) -> None:
+        if not await self._store.revoke_key(key_id, int(time.time())):
+            raise NotFound(f"No active key {key_id}.")
+
+    async def principal_for_key(self, secret: str) -> Principal | None:
+        """The key's owner, looked up on every request so that a revocation counts at once."""
+        found = await self._store.active_key(key_digest(secret))
+        if found is None:
+            return None
+        key, user = found
+        return Principal(owner=user.id, is_admin=user.is_admin, email=user.email, key_id=key.id)
+
+    async def principal_for_password(self, email: str, password: str) -> Principal | None:
+        user = await self._store.user_by_email(email.strip().lower())
+        if user is None or user.disabled:
+            await asyncio.to_thread(_verify, _DUMMY_HASH, password)
+            return None
+        # Keyed on the stored hash too, so a changed password invalidates the entry.
+        remembered = hashlib.sha256(f"{user.password_hash}\0{password}".encode()).hexdigest()
+        expiry = self._verified.get(remembered)
+        if expiry is None or expiry < time.monotonic():
+            if not await asyncio.to_thread(_verify, user.password_hash, password):
+                return None
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[remembered] = time.monotonic() + _VERIFIED_TTL_S
+        return Principal(owner=user.id, is_admin=user.is_admin, email=user.email)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False

@@ -1,0 +1,77 @@
+"""Queries on users and API keys."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from aiservice.store.database import Database
+from aiservice.store.tables import ApiKey, User
+
+
+class DuplicateEmail(ValueError):
+    """A user with this e-mail already exists."""
+
+
+class AccountStore:
+    def __init__(self, database: Database):
+        self._sessions = database.sessions
+
+    async def add_user(self, user: User) -> None:
+        try:
+            async with self._sessions.begin() as session:
+                session.add(user)
+        except IntegrityError:
+            raise DuplicateEmail(user.email) from None
+
+    async def user_by_email(self, email: str) -> User | None:
+        async with self._sessions() as session:
+            return await session.scalar(select(User).where(User.email == email))
+
+    async def users(self) -> list[User]:
+        async with self._sessions() as session:
+            return list(await session.scalars(select(User).order_by(User.created_at, User.email)))
+
+    async def set_disabled(self, email: str, disabled: bool) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(User).where(User.email == email).values(disabled=disabled)
+            )
+            return result.rowcount > 0
+
+    async def add_key(self, key: ApiKey) -> None:
+        async with self._sessions.begin() as session:
+            session.add(key)
+
+    async def keys(self, user_id: str | None = None) -> list[tuple[ApiKey, User]]:
+        query = select(ApiKey, User).join(User, User.id == ApiKey.user_id)
+        if user_id is not None:
+            query = query.where(ApiKey.user_id == user_id)
+        async with self._sessions() as session:
+            result = await session.execute(query.order_by(ApiKey.created_at, ApiKey.id))
+            return [(key, user) for key, user in result.all()]
+
+    async def revoke_key(self, key_id: str, now: int) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(ApiKey)
+                .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            return result.rowcount > 0
+
+    async def active_key(self, key_hash: str) -> tuple[ApiKey, User] | None:
+        """The unrevoked key with this hash and its enabled owner."""
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(ApiKey, User)
+                    .join(User, User.id == ApiKey.user_id)
+                    .where(
+                        ApiKey.key_hash == key_hash,
+                        ApiKey.revoked_at.is_(None),
+                        User.disabled.is_(False),
+                    )
+                )
+            ).first()
+            return (row[0], row[1]) if row else None
