@@ -10,7 +10,14 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
-from aiservice.api import chat_completions, health, models, stored_completions
+from aiservice.api import (
+    admin,
+    chat_completions,
+    health,
+    models,
+    seed_routes,
+    stored_completions,
+)
 from aiservice.api.deps import AppServices
 from aiservice.api.error_handlers import install_error_handlers
 from aiservice.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -87,6 +94,8 @@ def create_app(settings: Settings) -> FastAPI:
         models.router,
         chat_completions.router,
         stored_completions.router,
+        admin.router,
+        seed_routes.router,
     ):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
