@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import json
 import os
@@ -58,6 +59,7 @@ class RunningServer:
     home: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    database_url: str | None = None  # the server's DATABASE_URL; None: the SQLite file in home
 
     @property
     def api_url(self) -> str:
@@ -102,7 +104,8 @@ def start_server(
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    server = RunningServer(f"http://127.0.0.1:{port}", home, process, log_path)
+    database_url = process_env.get("AISERVICE_DATABASE_URL") or process_env.get("DATABASE_URL")
+    server = RunningServer(f"http://127.0.0.1:{port}", home, process, log_path, database_url)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -168,10 +171,13 @@ def sse_events(response: httpx.Response) -> list[str]:
 
 
 def run_cli(
-    *args: str, home: Path, env: dict[str, str] | None = None
+    *args: str, home: Path, env: dict[str, str] | None = None, input: str | None = None
 ) -> subprocess.CompletedProcess:
     """Run `aiservice ARGS` to completion with a clean AISERVICE_* environment (no database
-    URL either, so the SQLite file in `home` is used unless `env` names one)."""
+    URL either, so the SQLite file in `home` is used unless `env` names one).
+
+    With `input`, it is the command's stdin and the command runs without a controlling
+    terminal, so that password prompts (getpass) read it instead of /dev/tty."""
     clean = {
         k: v
         for k, v in os.environ.items()
@@ -182,6 +188,8 @@ def run_cli(
         env={**clean, "AISERVICE_HOME": str(home), **(env or {})},
         capture_output=True,
         text=True,
+        input=input,
+        start_new_session=input is not None,
         timeout=60,  # a config that is wrongly accepted starts a server: fail, do not hang
     )
 
@@ -299,3 +307,62 @@ def wait_for_access_line(server: RunningServer, request_id: str, timeout: float 
         timeout=timeout,
         what=f"the access line of request {request_id}",
     )
+
+
+def new_email(label: str = "user") -> str:
+    """An e-mail address no other test uses, for accounts made on a shared server."""
+    return f"{label}-{secrets.token_hex(4)}@example.com"
+
+
+def basic_auth(email: str, password: str) -> dict[str, str]:
+    credentials = base64.b64encode(f"{email}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {credentials}"}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def admin_add_user(
+    server: RunningServer, email: str, password: str, *, is_admin: bool = False
+) -> dict:
+    """Add a user through the admin API with the master key; returns the user object."""
+    response = httpx.post(
+        f"{server.base_url}/v1/admin/users",
+        json={"email": email, "password": password, "is_admin": is_admin},
+        headers=bearer(MASTER_KEY),
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def admin_create_key(server: RunningServer, email: str, name: str = "default") -> str:
+    """Create an API key for `email` through the admin API; returns the key itself."""
+    response = httpx.post(
+        f"{server.base_url}/v1/admin/keys",
+        json={"email": email, "name": name},
+        headers=bearer(MASTER_KEY),
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["key"]
+
+
+def server_cli(server: RunningServer, *args: str) -> subprocess.CompletedProcess:
+    """Run `aiservice ARGS` on a running server's home and database (e.g. `users add`)."""
+    env = {"DATABASE_URL": server.database_url} if server.database_url else None
+    return run_cli(*args, home=server.home, env=env)
+
+
+def cli_add_user(server: RunningServer, email: str, password: str) -> None:
+    """Add a user to a running server with the real CLI: `aiservice users add`."""
+    result = server_cli(server, "users", "add", email, "--password", password)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def cli_create_key(server: RunningServer, email: str) -> str:
+    """Create an API key for `email` with the real CLI; returns the key (its stdout)."""
+    result = server_cli(server, "keys", "create", email)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip()

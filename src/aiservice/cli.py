@@ -9,19 +9,16 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-import uvicorn
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from aiservice.app import create_app
 from aiservice.errors import AIServiceError
 from aiservice.governance.accounts import Accounts
 from aiservice.observability.logging import configure_logging
-from aiservice.services.stored_completions import StoredCompletions
 from aiservice.settings import ConfigError, Settings, load_settings
 from aiservice.store.accounts import AccountStore
-from aiservice.store.completions import CompletionStore
 from aiservice.store.database import Database, database_url
 from aiservice.store.migrate import upgrade_database
 
@@ -58,6 +55,12 @@ def serve(
     settings = settings.model_copy(update=overrides)
     configure_logging(settings.log_level)
     settings.home.mkdir(parents=True, exist_ok=True)
+    # Imported here: the app pulls in the web stack and the model runtime, seconds of imports
+    # that the account and database commands do without.
+    import uvicorn
+
+    from aiservice.app import create_app
+
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -110,6 +113,9 @@ def purge(config: ConfigOption = None) -> None:
 
 
 async def _purge(url: str, retention_days: int) -> int:
+    from aiservice.services.stored_completions import StoredCompletions  # imports openai: slow
+    from aiservice.store.completions import CompletionStore
+
     database = Database(url)
     try:
         return await StoredCompletions(CompletionStore(database), retention_days).purge_expired()
@@ -155,7 +161,9 @@ def users_add(
 ) -> None:
     """Add a user (prompts for the password when --password is not given)."""
     user = _with_accounts(config, lambda a: a.add_user(email, password, is_admin=admin))
-    out.print(f"Added {user.email} ({user.id}){' as admin' if user.is_admin else ''}.")
+    out.print(
+        f"Added {user.email} ({user.id}){' as admin' if user.is_admin else ''}.", soft_wrap=True
+    )
 
 
 @users.command("list")
@@ -166,14 +174,14 @@ def users_list(config: ConfigOption = None) -> None:
         table.add_row(
             user.id, user.email, _yes(user.is_admin), _yes(user.disabled), _when(user.created_at)
         )
-    out.print(table)
+    _print_table(table)
 
 
 @users.command("disable")
 def users_disable(email: str, config: ConfigOption = None) -> None:
     """Disable a user: their password and keys stop working at once."""
-    _with_accounts(config, lambda a: a.disable_user(email))
-    out.print(f"Disabled {email}.")
+    user = _with_accounts(config, lambda a: a.disable_user(email))
+    out.print(f"Disabled {user.email}.", soft_wrap=True)
 
 
 @keys.command("create")
@@ -185,7 +193,8 @@ def keys_create(
     """Create an API key for a user and print it (it is not shown again)."""
     new = _with_accounts(config, lambda a: a.create_key(email, name))
     err.print(
-        f"Created {new.key.id} ({new.key.name}) for {email}. Store it now, it is not shown again:"
+        f"Created {new.key.id} ({new.key.name}) for {email}. Store it now, it is not shown again:",
+        soft_wrap=True,
     )
     out.print(new.secret, highlight=False)
 
@@ -199,14 +208,21 @@ def keys_list(
     for key, user in _with_accounts(config, lambda a: a.keys(email)):
         revoked = _when(key.revoked_at) if key.revoked_at else ""
         table.add_row(key.id, user.email, key.name, key.key_hint, _when(key.created_at), revoked)
-    out.print(table)
+    _print_table(table)
 
 
 @keys.command("revoke")
 def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
     """Revoke an API key: it stops working at once."""
     _with_accounts(config, lambda a: a.revoke_key(key_id))
-    out.print(f"Revoked {key_id}.")
+    out.print(f"Revoked {key_id}.", soft_wrap=True)
+
+
+def _print_table(table: Table) -> None:
+    """Print the table at its natural width: ids and e-mails are never cut or wrapped (Rich
+    would fit it to the terminal, 80 columns when piped, and `keys revoke` needs whole ids)."""
+    natural = Measurement.get(out, out.options.update(width=100_000), table).maximum
+    Console(width=max(out.width, natural)).print(table)
 
 
 def _yes(flag: bool) -> str:

@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -40,6 +41,7 @@ MASTER = Principal(owner="admin", is_admin=True)
 class NewKey:
     key: ApiKey
     secret: str  # shown once, never stored
+    user: User | None = None  # the key's owner
 
 
 def key_digest(secret: str) -> str:
@@ -81,11 +83,19 @@ class Accounts:
     async def users(self) -> list[User]:
         return await self._store.users()
 
-    async def disable_user(self, email: str) -> None:
-        if not await self._store.set_disabled(normalise_email(email), True):
+    async def disable_user(self, email: str) -> User:
+        """Disable the user (their password and keys stop working at once); returns them."""
+        email = normalise_email(email)
+        if not await self._store.set_disabled(email, True):
             raise NotFound(f"No user {email}.")
+        user = await self._store.user_by_email(email)
+        assert user is not None
+        return user
 
     async def create_key(self, email: str, name: str = "default") -> NewKey:
+        name = name.strip()
+        if not name or len(name) > 128:
+            raise InvalidRequest("A key's name needs 1 to 128 characters.", param="name")
         user = await self._store.user_by_email(normalise_email(email))
         if user is None:
             raise NotFound(f"No user {email}.")
@@ -100,7 +110,7 @@ class Accounts:
             revoked_at=None,
         )
         await self._store.add_key(key)
-        return NewKey(key, secret)
+        return NewKey(key, secret, user)
 
     async def keys(self, email: str | None = None) -> list[tuple[ApiKey, User]]:
         if email is None:
@@ -110,9 +120,13 @@ class Accounts:
             raise NotFound(f"No user {email}.")
         return await self._store.keys(user.id)
 
-    async def revoke_key(self, key_id: str) -> None:
+    async def revoke_key(self, key_id: str) -> tuple[ApiKey, User]:
+        """Revoke the key (it stops working on the next request); returns it and its owner."""
         if not await self._store.revoke_key(key_id, int(time.time())):
             raise NotFound(f"No active key {key_id}.")
+        found = await self._store.key_by_id(key_id)
+        assert found is not None
+        return found
 
     async def principal_for_key(self, secret: str) -> Principal | None:
         """The key's owner, looked up on every request so that a revocation counts at once."""
@@ -137,6 +151,33 @@ class Accounts:
                 self._verified.clear()
             self._verified[remembered] = time.monotonic() + _VERIFIED_TTL_S
         return Principal(owner=user.id, is_admin=user.is_admin, email=user.email)
+
+
+def user_view(user: User) -> dict[str, Any]:
+    """A user as the admin API shows it: never the password hash."""
+    return {
+        "object": "user",
+        "id": user.id,
+        "email": user.email,
+        "is_admin": user.is_admin,
+        "disabled": user.disabled,
+        "created_at": user.created_at,
+    }
+
+
+def key_view(key: ApiKey, user: User, secret: str | None = None) -> dict[str, Any]:
+    """A key as the admin API shows it: its hint, and the key itself only when just created."""
+    view: dict[str, Any] = {
+        "object": "api_key",
+        "id": key.id,
+        "name": key.name,
+        "user_id": user.id,
+        "email": user.email,
+    }
+    if secret is not None:
+        view["key"] = secret
+    view |= {"key_hint": key.key_hint, "created_at": key.created_at, "revoked_at": key.revoked_at}
+    return view
 
 
 def _verify(password_hash: str, password: str) -> bool:

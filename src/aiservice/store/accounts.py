@@ -51,6 +51,17 @@ class AccountStore:
             result = await session.execute(query.order_by(ApiKey.created_at, ApiKey.id))
             return [(key, user) for key, user in result.all()]
 
+    async def key_by_id(self, key_id: str) -> tuple[ApiKey, User] | None:
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(ApiKey, User)
+                    .join(User, User.id == ApiKey.user_id)
+                    .where(ApiKey.id == key_id)
+                )
+            ).first()
+            return (row[0], row[1]) if row else None
+
     async def revoke_key(self, key_id: str, now: int) -> bool:
         async with self._sessions.begin() as session:
             result = await session.execute(
