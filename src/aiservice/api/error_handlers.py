@@ -1,4 +1,5 @@
-"""Every error leaves the API in OpenAI's envelope; these handlers are the only translators."""
+"""Every error leaves the API in OpenAI's envelope — or, under `/api/ai`, the e-mail manager's
+`{"success": false, "error": …}` — and these handlers are the only translators."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from aiservice.errors import (
     RequestTooLarge,
 )
 from aiservice.services.chat_request import ParameterConflict, UnknownParameter
+from aiservice.services.seed_format import error_result
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +29,25 @@ _FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
 
 
-def error_response(error: AIServiceError) -> JSONResponse:
-    return JSONResponse(error.envelope(), status_code=error.status_code)
+SEED_PREFIX = "/api/ai"  # the e-mail manager's routes (seed 000): errors in its own shape
+_BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="aiservice"'}
+
+
+def is_seed_path(path: str) -> bool:
+    return path == SEED_PREFIX or path.startswith(SEED_PREFIX + "/")
+
+
+def error_body(error: AIServiceError, path: str) -> dict[str, Any]:
+    """The error as the route at `path` speaks it."""
+    return error_result(error) if is_seed_path(path) else error.envelope()
+
+
+def error_response(error: AIServiceError, path: str = "") -> JSONResponse:
+    if not is_seed_path(path):
+        return JSONResponse(error.envelope(), status_code=error.status_code)
+    # Basic auth is what the seed's clients (curl -u, browsers) use: tell them to send it.
+    headers = _BASIC_CHALLENGE if error.status_code == 401 else None
+    return JSONResponse(error_result(error), status_code=error.status_code, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -38,11 +57,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 async def _on_service_error(request: Request, exc: AIServiceError) -> JSONResponse:
-    return error_response(exc)
+    return error_response(exc, request.url.path)
 
 
 async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return error_response(validation_error(exc.errors()))
+    return error_response(validation_error(exc.errors()), request.url.path)
 
 
 async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -57,7 +76,7 @@ async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONR
     else:
         error = InvalidRequest(str(exc.detail))
         error.status_code = exc.status_code
-    return error_response(error)
+    return error_response(error, request.url.path)
 
 
 def validation_error(errors: Any) -> InvalidRequest:

@@ -11,6 +11,7 @@ import uuid
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aiservice.api.error_handlers import error_body
 from aiservice.errors import RequestTooLarge
 from aiservice.observability.logging import request_id_var
 
@@ -79,7 +80,7 @@ class BodySizeLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _send_too_large(send, self.max_bytes)
+                await _send_too_large(send, self.max_bytes, scope["path"])
                 return
         received = 0
 
@@ -102,8 +103,8 @@ def _too_large_message(max_bytes: int) -> str:
     return f"The request body is larger than the limit of {max_bytes} bytes."
 
 
-async def _send_too_large(send: Send, max_bytes: int) -> None:
-    body = RequestTooLarge(_too_large_message(max_bytes)).envelope()
+async def _send_too_large(send: Send, max_bytes: int, path: str) -> None:
+    body = error_body(RequestTooLarge(_too_large_message(max_bytes)), path)
     payload = json.dumps(body).encode()
     await send(
         {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -17,28 +18,32 @@ router = APIRouter(prefix="/v1/chat/completions", tags=["chat"])
 _METADATA_PARAM = re.compile(r"^metadata\[(.+)\]$")
 
 
-class _Page(BaseModel):
+class Page(BaseModel):
     limit: int = Field(default=20, ge=1, le=100)
     order: Literal["asc", "desc"] = "asc"
     after: str | None = None
 
 
-class _CompletionFilter(_Page):
+class CompletionFilter(Page):
     model: str | None = None
     metadata: Metadata = Field(default_factory=dict)
 
 
-class _MetadataUpdate(BaseModel):
+class MetadataUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metadata: Metadata | None
 
 
-def _query(request: Request, shape: type[_Page]) -> Any:
+def _query(request: Request, shape: type[Page]) -> Any:
+    return parse_query(request.query_params.multi_items(), shape)
+
+
+def parse_query(items: Iterable[tuple[str, str]], shape: type[Page]) -> Any:
     """Query parameters as `shape`; `metadata[key]=value` pairs become the metadata filter."""
     values: dict[str, Any] = {}
     metadata: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
+    for name, value in items:
         if match := _METADATA_PARAM.match(name):
             metadata[match.group(1)] = value
         elif name in shape.model_fields:
@@ -57,7 +62,7 @@ async def list_stored_completions(
     principal: Principal = Depends(authenticate),
     stored: StoredCompletions = Depends(stored_completions),
 ) -> dict[str, Any]:
-    query: _CompletionFilter = _query(request, _CompletionFilter)
+    query: CompletionFilter = _query(request, CompletionFilter)
     return await stored.list(
         principal.owner,
         limit=query.limit,
@@ -84,7 +89,7 @@ async def update_stored_completion(
     principal: Principal = Depends(authenticate),
     stored: StoredCompletions = Depends(stored_completions),
 ) -> dict[str, Any]:
-    body = await json_body(request, _MetadataUpdate)
+    body = await json_body(request, MetadataUpdate)
     return await stored.update(principal.owner, completion_id, body.metadata or {})
 
 
@@ -104,7 +109,7 @@ async def list_stored_messages(
     principal: Principal = Depends(authenticate),
     stored: StoredCompletions = Depends(stored_completions),
 ) -> dict[str, Any]:
-    page: _Page = _query(request, _Page)
+    page: Page = _query(request, Page)
     return await stored.messages(
         principal.owner, completion_id, limit=page.limit, order=page.order, after=page.after
     )
