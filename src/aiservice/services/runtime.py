@@ -1,0 +1,109 @@
+"""The services behind the HTTP API and the embedded Python facade, and their start and stop.
+
+`create_app` runs a ServiceRuntime in its lifespan; `aiservice.AIService` runs one on a private
+event loop. Both build the same objects from the same settings, so they share one home, one
+configuration and one database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+from aiservice.api.deps import AppServices
+from aiservice.governance.accounts import Accounts
+from aiservice.governance.login_throttle import LoginThrottle
+from aiservice.governance.master_key import bootstrap_master_key
+from aiservice.providers.registry import ModelRegistry
+from aiservice.services.chat_completions import ChatCompletionService
+from aiservice.services.stored_completions import StoredCompletions
+from aiservice.settings import Settings
+from aiservice.store.accounts import AccountStore
+from aiservice.store.completions import CompletionStore
+from aiservice.store.database import Database, database_url
+from aiservice.store.migrate import upgrade_database
+
+log = logging.getLogger(__name__)
+
+
+def build_services(settings: Settings) -> AppServices:
+    """Every service, built but not started: nothing is loaded or connected yet."""
+    registry = ModelRegistry(settings)
+    database = Database(database_url(settings))
+    stored = StoredCompletions(CompletionStore(database), settings.retention_days)
+    return AppServices(
+        registry=registry,
+        database=database,
+        chat_completions=ChatCompletionService(registry, stored),
+        stored_completions=stored,
+        accounts=Accounts(AccountStore(database)),
+        login_throttle=LoginThrottle(),
+    )
+
+
+class ServiceRuntime:
+    """Builds the services from the settings; `start()` and `close()` run on one event loop."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.services = build_services(settings)
+        self._background: list[asyncio.Task[None]] = []
+
+    async def start(self, *, master_key: bool = True, wait_for_models: bool = False) -> str | None:
+        """Apply migrations, set up the master key (with `master_key`), load the models and
+        start the periodic purge.
+
+        The server loads models in the background (`/ready` tells when done) and logs a failure;
+        with `wait_for_models` they are loaded before this returns and a failure is raised.
+        Returns the master key's text if one was just generated (shown once by the caller).
+        """
+        settings, services = self.settings, self.services
+        settings.home.mkdir(parents=True, exist_ok=True)
+        # Alembic runs its own event loop, so it gets a thread of its own.
+        await asyncio.to_thread(upgrade_database, services.database.url)
+        new_key = None
+        if master_key:
+            services.master_key, new_key = bootstrap_master_key(settings)
+        if wait_for_models:
+            await services.registry.start()
+        else:
+            self._background.append(asyncio.create_task(_load_models(services.registry)))
+        self._background.append(
+            asyncio.create_task(
+                _purge_periodically(services.stored_completions, settings.purge_interval_s)
+            )
+        )
+        return new_key
+
+    async def close(self) -> None:
+        """Stop the background tasks, unload the models and close the database."""
+        background, self._background = self._background, []
+        for task in background:
+            task.cancel()
+        with suppress(asyncio.CancelledError):
+            await asyncio.gather(*background)
+        await self.services.registry.close()
+        await self.services.database.close()
+
+
+async def _load_models(registry: ModelRegistry) -> None:
+    try:
+        await registry.start()
+        log.info("ready")
+    except Exception as exc:
+        log.error(
+            "model loading failed", extra={"error_type": type(exc).__name__, "error": str(exc)}
+        )
+
+
+async def _purge_periodically(stored: StoredCompletions, interval_s: float) -> None:
+    """Delete expired stored objects now and then; a failure is logged and retried later."""
+    while True:
+        try:
+            purged = await stored.purge_expired()
+            if purged:
+                log.info("expired stored completions purged", extra={"purged": purged})
+        except Exception as exc:
+            log.error("purge failed", extra={"error_type": type(exc).__name__})
+        await asyncio.sleep(interval_s)
