@@ -17,6 +17,7 @@ class AIServiceError(Exception):
         self.message = message
         self.param = param
         self.code = code if code is not None else self.default_code
+        self.headers: dict[str, str] = {}  # sent with the error response (e.g. Retry-After)
 
     def envelope(self) -> dict[str, Any]:
         return {

@@ -59,6 +59,8 @@ def login(client: httpx.Client, email: str, password: str) -> httpx.Response:
 def assert_throttled(response: httpx.Response) -> None:
     error = assert_error_envelope(response, 429, code="too_many_failed_logins")
     assert "Too many failed logins" in error["message"]
+    # When to try again: within the one-minute window, never "now".
+    assert 1 <= int(response.headers["retry-after"]) <= 60
 
 
 def test_failures_lock_the_account_then_the_address(own_server: RunningServer) -> None:

@@ -44,9 +44,10 @@ def error_body(error: AIServiceError, path: str) -> dict[str, Any]:
 
 def error_response(error: AIServiceError, path: str = "") -> JSONResponse:
     if not is_seed_path(path):
-        return JSONResponse(error.envelope(), status_code=error.status_code)
+        return JSONResponse(error.envelope(), status_code=error.status_code, headers=error.headers)
     # Basic auth is what the seed's clients (curl -u, browsers) use: tell them to send it.
-    headers = _BASIC_CHALLENGE if error.status_code == 401 else None
+    challenge = _BASIC_CHALLENGE if error.status_code == 401 else {}
+    headers = {**error.headers, **challenge}
     return JSONResponse(error_result(error), status_code=error.status_code, headers=headers)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import time
+
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -26,11 +29,17 @@ class LoginThrottle:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
     async def check(self, account: str, address: str) -> None:
-        if not (
-            await self._limiter.test(FAILURES_PER_ACCOUNT, "account", account)
-            and await self._limiter.test(FAILURES_PER_ADDRESS, "address", address)
+        for limit, scope, identity in (
+            (FAILURES_PER_ACCOUNT, "account", account),
+            (FAILURES_PER_ADDRESS, "address", address),
         ):
-            raise TooManyFailedLogins("Too many failed logins. Try again in a minute.")
+            if not await self._limiter.test(limit, scope, identity):
+                refused = TooManyFailedLogins("Too many failed logins. Try again in a minute.")
+                stats = await self._limiter.get_window_stats(limit, scope, identity)
+                # When the oldest counted failure leaves the window, one more try is allowed.
+                wait_s = max(1, math.ceil(stats.reset_time - time.time()))
+                refused.headers["Retry-After"] = str(wait_s)
+                raise refused
 
     async def failed(self, account: str, address: str) -> None:
         await self._limiter.hit(FAILURES_PER_ACCOUNT, "account", account)
