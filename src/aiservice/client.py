@@ -32,9 +32,8 @@ if TYPE_CHECKING:
     from openai import OpenAI
     from openai.types.chat import ChatCompletionChunk
 
-    from aiservice.api.deps import AppServices
     from aiservice.services.chat_completions import PreparedChat
-    from aiservice.services.runtime import ServiceRuntime
+    from aiservice.services.runtime import AppServices, ServiceRuntime
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -241,7 +240,7 @@ class _Embedded:
         model: str | None,
         metadata: dict[str, str],
     ) -> dict[str, Any]:
-        from aiservice.api.stored_completions import CompletionFilter
+        from aiservice.services.stored_completions import CompletionFilter
 
         query = _validated(
             CompletionFilter,
@@ -259,7 +258,7 @@ class _Embedded:
         )
 
     def update(self, completion_id: str, metadata: dict[str, str]) -> dict[str, Any]:
-        from aiservice.api.stored_completions import MetadataUpdate
+        from aiservice.services.stored_completions import MetadataUpdate
 
         body = _validated(MetadataUpdate, {"metadata": metadata})
         return self._run(
@@ -272,7 +271,7 @@ class _Embedded:
     def messages(
         self, completion_id: str, limit: int, order: str, after: str | None
     ) -> dict[str, Any]:
-        from aiservice.api.stored_completions import Page
+        from aiservice.services.stored_completions import Page
 
         page = _validated(Page, {"limit": limit, "order": order, "after": after})
         return self._run(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
 from typing import TypeVar
 
 from fastapi import Request
@@ -11,28 +10,13 @@ from pydantic import BaseModel, ValidationError
 
 from aiservice.api.error_handlers import validation_error
 from aiservice.errors import AuthenticationFailed
-from aiservice.governance.accounts import MASTER, Accounts, Principal
-from aiservice.governance.login_throttle import LoginThrottle
-from aiservice.governance.master_key import MasterKey
+from aiservice.governance.accounts import MASTER, Principal
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.chat_completions import ChatCompletionService
+from aiservice.services.runtime import AppServices
 from aiservice.services.stored_completions import StoredCompletions
-from aiservice.store.database import Database
 
 Body = TypeVar("Body", bound=BaseModel)
-
-
-@dataclass(slots=True)
-class AppServices:
-    """Everything the routers use, built once by create_app and kept on app.state."""
-
-    registry: ModelRegistry
-    database: Database
-    chat_completions: ChatCompletionService
-    stored_completions: StoredCompletions
-    accounts: Accounts
-    login_throttle: LoginThrottle
-    master_key: MasterKey | None = None  # set in the lifespan
 
 
 def app_services(request: Request) -> AppServices:

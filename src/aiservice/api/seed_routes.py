@@ -27,13 +27,18 @@ from aiservice.api.deps import (
     stored_completions,
 )
 from aiservice.api.error_handlers import SEED_PREFIX
-from aiservice.api.stored_completions import CompletionFilter, MetadataUpdate, Page, parse_query
+from aiservice.api.stored_completions import parse_query
 from aiservice.api.streaming import CLIENT_CLOSED_REQUEST, sse, unless_client_leaves
 from aiservice.errors import AIServiceError, InternalError
 from aiservice.services import seed_format
 from aiservice.services.chat_completions import ChatCompletionService
 from aiservice.services.chat_request import ChatCompletionRequest
-from aiservice.services.stored_completions import StoredCompletions
+from aiservice.services.stored_completions import (
+    CompletionFilter,
+    MetadataUpdate,
+    Page,
+    StoredCompletions,
+)
 
 log = logging.getLogger(__name__)
 

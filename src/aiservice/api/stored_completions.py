@@ -4,35 +4,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from aiservice.api.deps import Principal, authenticate, json_body, stored_completions
 from aiservice.api.error_handlers import validation_error
-from aiservice.services.metadata import Metadata
-from aiservice.services.stored_completions import StoredCompletions
+from aiservice.services.stored_completions import (
+    CompletionFilter,
+    MetadataUpdate,
+    Page,
+    StoredCompletions,
+)
 
 router = APIRouter(prefix="/v1/chat/completions", tags=["chat"])
 _METADATA_PARAM = re.compile(r"^metadata\[(.+)\]$")
-
-
-class Page(BaseModel):
-    limit: int = Field(default=20, ge=1, le=100)
-    order: Literal["asc", "desc"] = "asc"
-    after: str | None = None
-
-
-class CompletionFilter(Page):
-    model: str | None = None
-    metadata: Metadata = Field(default_factory=dict)
-
-
-class MetadataUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    metadata: Metadata | None
 
 
 def _query(request: Request, shape: type[Page]) -> Any:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import suppress
+from dataclasses import dataclass
 
-from aiservice.api.deps import AppServices
 from aiservice.governance.accounts import Accounts
 from aiservice.governance.login_throttle import LoginThrottle
-from aiservice.governance.master_key import bootstrap_master_key
+from aiservice.governance.master_key import MasterKey, bootstrap_master_key
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.chat_completions import ChatCompletionService
 from aiservice.services.stored_completions import StoredCompletions
@@ -25,6 +25,20 @@ from aiservice.store.database import Database, database_url
 from aiservice.store.migrate import upgrade_database
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class AppServices:
+    """Every service, built once per process: the routers find it on app.state, the embedded
+    facade holds it directly."""
+
+    registry: ModelRegistry
+    database: Database
+    chat_completions: ChatCompletionService
+    stored_completions: StoredCompletions
+    accounts: Accounts
+    login_throttle: LoginThrottle
+    master_key: MasterKey | None = None  # set in the lifespan
 
 
 def build_services(settings: Settings) -> AppServices:

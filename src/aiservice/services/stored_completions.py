@@ -6,14 +6,35 @@ import time
 from typing import Any, Literal
 
 from openai.types.chat import ChatCompletion
+from pydantic import BaseModel, ConfigDict, Field
 
 from aiservice.errors import InvalidRequest, NotFound
 from aiservice.services.chat_request import ChatCompletionRequest
+from aiservice.services.metadata import Metadata
 from aiservice.store.completions import CompletionStore, NewCompletion, UnknownCursor
 from aiservice.store.tables import StoredCompletion
 
 Order = Literal["asc", "desc"]
 _WIRE_PART_TYPES = ("text", "image_url")  # the part types a stored message lists back
+
+
+class Page(BaseModel):
+    """Paging of a list: the query of a list route, the arguments of the facade."""
+
+    limit: int = Field(default=20, ge=1, le=100)
+    order: Literal["asc", "desc"] = "asc"
+    after: str | None = None
+
+
+class CompletionFilter(Page):
+    model: str | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class MetadataUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metadata: Metadata | None
 
 
 class StoredCompletions:
