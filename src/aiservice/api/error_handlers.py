@@ -55,6 +55,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AIServiceError, _on_service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _on_http_error)  # type: ignore[arg-type]
+    # Anything else is a fault of ours, answered by RequestContextMiddleware (with the id).
 
 
 async def _on_service_error(request: Request, exc: AIServiceError) -> JSONResponse:

@@ -11,11 +11,12 @@ import uuid
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aiservice.api.error_handlers import error_body
-from aiservice.errors import RequestTooLarge
+from aiservice.api.error_handlers import error_body, error_response
+from aiservice.errors import InternalError, RequestTooLarge
 from aiservice.observability.logging import request_id_var
 
 access_log = logging.getLogger("aiservice.access")
+log = logging.getLogger(__name__)
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -32,7 +33,7 @@ class RequestContextMiddleware:
         request_id = _request_id(scope)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status: int | None = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -44,13 +45,21 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # A fault of ours. Answered here, inside the request's context, so the 500 carries
+            # the request id and the route's error shape; never the exception's own text.
+            log.error("request failed", extra={"error_type": type(exc).__name__})
+            if status is not None:
+                raise  # the response has begun: nothing sane can be sent any more
+            response = error_response(InternalError(), scope["path"])
+            await response(scope, receive, send_with_id)
         finally:
             access_log.info(
                 "request",
                 extra={
                     "method": scope["method"],
                     "path": scope["path"],
-                    "status": status,
+                    "status": status or 500,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from sse_starlette import EventSourceResponse
-from starlette.exceptions import HTTPException
 
 from aiservice.api.deps import (
     Principal,
@@ -29,7 +25,6 @@ from aiservice.api.deps import (
 from aiservice.api.error_handlers import SEED_PREFIX
 from aiservice.api.stored_completions import parse_query
 from aiservice.api.streaming import CLIENT_CLOSED_REQUEST, sse, unless_client_leaves
-from aiservice.errors import AIServiceError, InternalError
 from aiservice.services import seed_format
 from aiservice.services.chat_completions import ChatCompletionService
 from aiservice.services.chat_request import ChatCompletionRequest
@@ -47,28 +42,9 @@ log = logging.getLogger(__name__)
 _SEED_PARAM_NAME = re.compile(r"^(model|metadata)_filter(?=$|\[)")
 
 
-class _SeedRoute(APIRoute):
-    """Something unexpected still answers `{"success": false, …}` (a bare 500), not text."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def seed_handler(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except (AIServiceError, RequestValidationError, HTTPException):
-                raise  # error_handlers renders these in the seed's shape
-            except Exception as exc:
-                log.error("request failed", extra={"error_type": type(exc).__name__})
-                raise InternalError() from exc
-
-        return seed_handler
-
-
 router = APIRouter(
     prefix=f"{SEED_PREFIX}/chat/completions",
     tags=["seed"],
-    route_class=_SeedRoute,
     dependencies=[Depends(authenticate)],
 )
 
