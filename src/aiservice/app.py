@@ -13,6 +13,7 @@ from aiservice.api import (
     chat_completions,
     health,
     models,
+    responses,
     seed_routes,
     stored_completions,
 )
@@ -22,15 +23,16 @@ from aiservice.services.runtime import ServiceRuntime
 from aiservice.settings import Settings
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the ASGI app; nothing is loaded until the lifespan starts."""
+def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
+    """Build the ASGI app; nothing is loaded until the lifespan starts. With `worker`, the
+    process also runs background responses."""
     runtime = ServiceRuntime(settings)
     services = runtime.services
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Models load in the background so /health answers at once and /ready tells when done.
-        new_key = await runtime.start()
+        new_key = await runtime.start(worker=worker)
         if new_key is not None:
             # Shown once, on the console only: the server keeps nothing but its hash.
             print(
@@ -59,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
         models.router,
         chat_completions.router,
         stored_completions.router,
+        responses.router,
         admin.router,
         seed_routes.router,
     ):

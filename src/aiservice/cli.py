@@ -45,6 +45,14 @@ def serve(
         Path | None,
         typer.Option(help="TOML configuration file (default $AISERVICE_HOME/config.toml)."),
     ] = None,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Run background responses in this process too (default) or leave them to "
+            "`aiservice worker` processes.",
+        ),
+    ] = True,
 ) -> None:
     """Start the HTTP server."""
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -62,13 +70,43 @@ def serve(
     from aiservice.app import create_app
 
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, worker=worker),
         host=settings.host,
         port=settings.port,
         log_config=None,
         access_log=False,
         server_header=False,
     )
+
+
+@app.command("worker")
+def worker_command(
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML configuration file (default $AISERVICE_HOME/config.toml)."),
+    ] = None,
+) -> None:
+    """Run background responses from the database until stopped (Ctrl-C or SIGTERM)."""
+    import signal
+
+    from aiservice.services.runtime import ServiceRuntime  # the model runtime: slow imports
+
+    settings = _settings_or_exit(config)
+    configure_logging(settings.log_level)
+
+    async def run() -> None:
+        runtime = ServiceRuntime(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await runtime.start(master_key=False, wait_for_models=True, worker=True)
+        try:
+            await stop.wait()
+        finally:
+            await runtime.close()  # hands running jobs back to the queue
+
+    asyncio.run(run())
 
 
 db = typer.Typer(help="Database maintenance.", no_args_is_help=True)

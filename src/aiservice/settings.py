@@ -83,10 +83,17 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("database_url", "AISERVICE_DATABASE_URL", "DATABASE_URL"),
     )
-    # Stored completions expire this many days after creation; 0 keeps them forever.
+    # Stored completions and responses expire this many days after creation; 0 keeps them.
     retention_days: int = Field(default=30, ge=0)
     # How often the server deletes expired objects.
     purge_interval_s: float = Field(default=3600, gt=0)
+    # Background responses: how many one worker runs at once, how often it looks for jobs
+    # queued by other processes, how long a job stays claimed by a worker that stopped
+    # renewing its lease (a killed process), and how many starts a job gets in all.
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
+    worker_poll_s: float = Field(default=0.5, gt=0, le=60)
+    job_lease_s: float = Field(default=30, ge=1)
+    job_max_attempts: int = Field(default=3, ge=1)
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Extra names answered by a configured model, used only when no model has that name.
     aliases: dict[str, str] = Field(default_factory=_default_aliases)

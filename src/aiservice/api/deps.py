@@ -13,6 +13,7 @@ from aiservice.errors import AuthenticationFailed
 from aiservice.governance.accounts import MASTER, Principal
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.chat_completions import ChatCompletionService
+from aiservice.services.responses import ResponseService
 from aiservice.services.runtime import AppServices
 from aiservice.services.stored_completions import StoredCompletions
 
@@ -29,6 +30,10 @@ def chat_completions(request: Request) -> ChatCompletionService:
 
 def stored_completions(request: Request) -> StoredCompletions:
     return app_services(request).stored_completions
+
+
+def responses(request: Request) -> ResponseService:
+    return app_services(request).responses
 
 
 def registry(request: Request) -> ModelRegistry:

@@ -16,13 +16,16 @@ from aiservice.governance.accounts import Accounts
 from aiservice.governance.login_throttle import LoginThrottle
 from aiservice.governance.master_key import MasterKey, bootstrap_master_key
 from aiservice.providers.registry import ModelRegistry
+from aiservice.services.background import BackgroundWorker, WorkerSettings
 from aiservice.services.chat_completions import ChatCompletionService
+from aiservice.services.responses import ResponseService
 from aiservice.services.stored_completions import StoredCompletions
 from aiservice.settings import Settings
 from aiservice.store.accounts import AccountStore
 from aiservice.store.completions import CompletionStore
 from aiservice.store.database import Database, database_url
 from aiservice.store.migrate import upgrade_database
+from aiservice.store.responses import ResponseStore
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ class AppServices:
     database: Database
     chat_completions: ChatCompletionService
     stored_completions: StoredCompletions
+    responses: ResponseService
+    response_store: ResponseStore
     accounts: Accounts
     login_throttle: LoginThrottle
     master_key: MasterKey | None = None  # set in the lifespan
@@ -46,11 +51,14 @@ def build_services(settings: Settings) -> AppServices:
     registry = ModelRegistry(settings)
     database = Database(database_url(settings))
     stored = StoredCompletions(CompletionStore(database), settings.retention_days)
+    response_store = ResponseStore(database)
     return AppServices(
         registry=registry,
         database=database,
         chat_completions=ChatCompletionService(registry, stored),
         stored_completions=stored,
+        responses=ResponseService(registry, response_store, settings.retention_days),
+        response_store=response_store,
         accounts=Accounts(AccountStore(database)),
         login_throttle=LoginThrottle(),
     )
@@ -63,10 +71,13 @@ class ServiceRuntime:
         self.settings = settings
         self.services = build_services(settings)
         self._background: list[asyncio.Task[None]] = []
+        self.worker: BackgroundWorker | None = None
 
-    async def start(self, *, master_key: bool = True, wait_for_models: bool = False) -> str | None:
-        """Apply migrations, set up the master key (with `master_key`), load the models and
-        start the periodic purge.
+    async def start(
+        self, *, master_key: bool = True, wait_for_models: bool = False, worker: bool = False
+    ) -> str | None:
+        """Apply migrations, set up the master key (with `master_key`), load the models,
+        start the periodic purge and (with `worker`) a worker for background responses.
 
         The server loads models in the background (`/ready` tells when done) and logs a failure;
         with `wait_for_models` they are loaded before this returns and a failure is raised.
@@ -84,11 +95,35 @@ class ServiceRuntime:
         else:
             self._background.append(asyncio.create_task(_load_models(services.registry)))
         self._background.append(
-            asyncio.create_task(
-                _purge_periodically(services.stored_completions, settings.purge_interval_s)
-            )
+            asyncio.create_task(_purge_periodically(services, settings.purge_interval_s))
         )
+        if worker:
+            self.worker = self._start_worker(after_models=not wait_for_models)
         return new_key
+
+    def _start_worker(self, *, after_models: bool) -> BackgroundWorker:
+        settings, services = self.settings, self.services
+        worker = BackgroundWorker(
+            services.response_store,
+            services.responses,
+            WorkerSettings(
+                concurrency=settings.worker_concurrency,
+                lease_s=settings.job_lease_s,
+                poll_s=settings.worker_poll_s,
+                max_attempts=settings.job_max_attempts,
+            ),
+        )
+        services.responses.on_enqueued = worker.wake
+        services.responses.on_cancelled = worker.cancelled
+
+        async def run_when_ready() -> None:
+            # Jobs need the model: a worker that claimed one before it loaded would fail it.
+            while after_models and not services.registry.ready:
+                await asyncio.sleep(0.1)
+            await worker.run()
+
+        self._background.append(asyncio.create_task(run_when_ready()))
+        return worker
 
     async def close(self) -> None:
         """Stop the background tasks, unload the models and close the database."""
@@ -111,13 +146,16 @@ async def _load_models(registry: ModelRegistry) -> None:
         )
 
 
-async def _purge_periodically(stored: StoredCompletions, interval_s: float) -> None:
+async def _purge_periodically(services: AppServices, interval_s: float) -> None:
     """Delete expired stored objects now and then; a failure is logged and retried later."""
     while True:
         try:
-            purged = await stored.purge_expired()
+            purged = await services.stored_completions.purge_expired()
             if purged:
                 log.info("expired stored completions purged", extra={"purged": purged})
+            purged = await services.responses.purge_expired()
+            if purged:
+                log.info("expired stored responses purged", extra={"purged": purged})
         except Exception as exc:
             log.error("purge failed", extra={"error_type": type(exc).__name__})
         await asyncio.sleep(interval_s)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -88,3 +88,35 @@ class ApiKey(Base):
     key_hint: Mapped[str] = mapped_column(String(32))  # "sk-…abcd", to recognise it in lists
     created_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class StoredResponse(Base):
+    """A response of the Responses API created with `store: true`; background ones are also
+    jobs: the row is claimed by one worker at a time under a renewable lease."""
+
+    __tablename__ = "responses"
+
+    seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16))  # authoritative; the body's copy may lag
+    background: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    previous_response_id: Mapped[str | None] = mapped_column(String(64))
+    request: Mapped[dict[str, Any]] = mapped_column(Document)  # the body, to run it again
+    input_items: Mapped[list[dict[str, Any]]] = mapped_column(Document)  # with their ids
+    response: Mapped[dict[str, Any]] = mapped_column(Document)  # the Response body
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    # Background jobs only.
+    queued_at: Mapped[float | None] = mapped_column(Float)  # unix seconds, sub-second
+    attempts: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_responses_status_seq", "status", "seq"),
+        Index("ix_responses_expires_at", "expires_at"),
+    )

@@ -1,0 +1,180 @@
+"""The worker that runs background responses, in the server process or in `aiservice worker`.
+
+Jobs are rows of the responses table (see store/responses.py). A worker claims the oldest
+runnable job under a lease and, while the job runs, checks every `poll_s` that it still holds it
+(a cancel or a take-over ends the job within that time) and renews the lease well before it runs
+out. A worker that is stopped hands its jobs back; one that is killed stops renewing, and the
+jobs are claimed again once their lease has expired, up to `max_attempts` starts in all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+
+from aiservice.errors import as_service_error
+from aiservice.services.response_run import ResponseRun, final_state
+from aiservice.services.responses import ResponseService
+from aiservice.store.responses import Outcome, ResponseStore
+from aiservice.store.tables import StoredResponse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    concurrency: int = 2
+    lease_s: float = 30.0
+    poll_s: float = 0.5
+    max_attempts: int = 3
+
+
+class BackgroundWorker:
+    """Claims and runs jobs until stopped; several can share one database."""
+
+    def __init__(self, store: ResponseStore, responses: ResponseService, settings: WorkerSettings):
+        self._store = store
+        self._responses = responses
+        self._settings = settings
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._wake = asyncio.Event()
+        self._jobs: dict[str, asyncio.Task[None]] = {}
+        self._handing_back = False
+
+    def wake(self) -> None:
+        """A job was just enqueued in this process: look now rather than at the next poll."""
+        self._wake.set()
+
+    def cancelled(self, response_id: str) -> None:
+        """A job was cancelled in this process: stop it now rather than at the next check."""
+        task = self._jobs.get(response_id)
+        if task is not None:
+            task.cancel()
+
+    async def run(self) -> None:
+        log.info(
+            "worker started",
+            extra={"worker": self.worker_id, "concurrency": self._settings.concurrency},
+        )
+        try:
+            while True:
+                await self._claim_what_fits()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_s)
+                self._wake.clear()
+        finally:
+            await self._hand_back()
+
+    async def _claim_what_fits(self) -> None:
+        while len(self._jobs) < self._settings.concurrency:
+            try:
+                row = await self._store.claim(self.worker_id, time.time(), self._settings.lease_s)
+            except Exception as exc:  # the database is away: try again at the next poll
+                log.error("job claim failed", extra={"error_type": type(exc).__name__})
+                return
+            if row is None:
+                return
+            task = asyncio.create_task(self._run(row))
+            self._jobs[row.id] = task
+            task.add_done_callback(lambda _task, job_id=row.id: self._finished(job_id))
+
+    def _finished(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+        self._wake.set()  # a slot is free
+
+    async def _run(self, row: StoredResponse) -> None:
+        waited_ms = (time.time() - row.queued_at) * 1000 if row.queued_at else None
+        log.info(
+            "background job started",
+            extra={
+                "response_id": row.id,
+                "attempt": row.attempts,
+                "worker": self.worker_id,
+                "waited_ms": round(waited_ms, 2) if waited_ms is not None else None,
+            },
+        )
+        outcome = await self._outcome(row)
+        if outcome is None:
+            return  # cancelled, taken over, or handed back: someone else writes the end
+        if await self._store.finish(row.id, self.worker_id, outcome):
+            log.info(
+                "background job finished",
+                extra={"response_id": row.id, "status": outcome.status},
+            )
+
+    async def _outcome(self, row: StoredResponse) -> Outcome | None:
+        if row.attempts > self._settings.max_attempts:
+            body = ResponseService.failed_body(
+                row,
+                f"The response was interrupted {row.attempts - 1} times before it could "
+                "complete; it is not tried again.",
+            )
+            return Outcome("failed", body, row.model, 0, 0)
+        try:
+            prepared = await self._responses.prepare_job(row)
+            prepared.state.status = "in_progress"
+            await self._store.mark_started(row.id, self.worker_id, prepared.state.body())
+            work = asyncio.ensure_future(
+                final_state(ResponseRun(prepared.state, prepared.generation))
+            )
+            if not await self._watch(row.id, work):
+                return None
+            return ResponseService.outcome(work.result())
+        except asyncio.CancelledError:
+            if self._handing_back:
+                raise
+            return None  # cancelled in this process: the cancel has written the end
+        except Exception as exc:
+            error = as_service_error(exc)
+            if error.status_code >= 500:
+                log.error("background job failed", extra={"error_type": type(exc).__name__})
+            code = "server_error" if error.status_code >= 500 else "invalid_prompt"
+            return Outcome(
+                "failed", ResponseService.failed_body(row, error.message, code), row.model, 0, 0
+            )
+
+    async def _watch(self, response_id: str, work: asyncio.Future) -> bool:
+        """Wait for `work`, checking that the job is still ours and renewing its lease; True
+        if it ended while still ours, else it is stopped."""
+        settings = self._settings
+        renew_every = settings.lease_s / 3
+        renewed_at = time.monotonic()
+        try:
+            while True:
+                done, _ = await asyncio.wait({work}, timeout=settings.poll_s)
+                if done:
+                    return True
+                if time.monotonic() - renewed_at >= renew_every:
+                    held = await self._store.renew(
+                        response_id, self.worker_id, time.time() + settings.lease_s
+                    )
+                    renewed_at = time.monotonic()
+                else:
+                    held = await self._store.still_held(response_id, self.worker_id)
+                if not held:
+                    log.info("background job stopped", extra={"response_id": response_id})
+                    return False
+        finally:
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+
+    async def _hand_back(self) -> None:
+        """Stopping: put running jobs back in the queue for the next worker."""
+        self._handing_back = True
+        jobs = dict(self._jobs)
+        for task in jobs.values():
+            task.cancel()
+        await asyncio.gather(*jobs.values(), return_exceptions=True)
+        for job_id in jobs:
+            try:
+                if await self._store.release(job_id, self.worker_id):
+                    log.info("background job handed back", extra={"response_id": job_id})
+            except Exception as exc:
+                log.error("job hand-back failed", extra={"error_type": type(exc).__name__})

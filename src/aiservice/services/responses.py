@@ -1,0 +1,328 @@
+"""The Responses API: create (now, streamed or in the background), chain, retrieve, cancel,
+delete, list input items, count input tokens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiservice.errors import ContextLengthExceeded, InvalidRequest, NotFound
+from aiservice.providers.base import (
+    FunctionTool,
+    GenerationRequest,
+    OutputFormat,
+    PreparedGeneration,
+    PromptMessage,
+)
+from aiservice.providers.registry import ModelRegistry
+from aiservice.services.response_body import Body, ResponseState
+from aiservice.services.response_items import Item, new_id, prompt_messages, stored_input_items
+from aiservice.services.response_request import (
+    InputTokensRequest,
+    ResponseRequest,
+    _ResponseInput,
+)
+from aiservice.services.response_run import Event, ResponseRun, final_state
+from aiservice.services.stored_completions import Page
+from aiservice.store.responses import QUEUED, NewResponse, Outcome, ResponseStore
+from aiservice.store.tables import StoredResponse
+
+# A chain may only continue from a response that has ended with output.
+_CONTINUABLE = ("completed", "incomplete")
+_FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
+
+
+class ItemPage(Page):
+    """The query of `GET /v1/responses/{id}/input_items`: newest first by default."""
+
+    order: Literal["asc", "desc"] = "desc"
+
+
+@dataclass(slots=True)
+class PreparedResponse:
+    """A checked request with its id, ready to run once."""
+
+    owner: str
+    request: ResponseRequest
+    input_items: list[Item]
+    state: ResponseState
+    generation: PreparedGeneration
+
+
+class ResponseService:
+    """Every call is scoped to one owner; background jobs are run by `run_job`."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        store: ResponseStore,
+        retention_days: int,
+        on_enqueued: Callable[[], None] = lambda: None,
+        on_cancelled: Callable[[str], None] = lambda _id: None,
+    ):
+        self._registry = registry
+        self._store = store
+        self._retention_s = retention_days * 86400 if retention_days else None
+        # Set by the in-process worker: wake it at once, stop a job it runs at once.
+        self.on_enqueued = on_enqueued
+        self.on_cancelled = on_cancelled
+
+    # --- create -----------------------------------------------------------------------------
+
+    async def prepare(self, request: ResponseRequest, owner: str) -> PreparedResponse:
+        """Resolve the model and the chain and check the request; every refusal is raised here."""
+        input_items = stored_input_items(request.input)
+        state = ResponseState(new_id("resp"), int(time.time()), request, request.model)
+        generation = await self._generation(request, owner, input_items)
+        state.model = generation.model
+        return PreparedResponse(owner, request, input_items, state, generation)
+
+    async def complete(self, prepared: PreparedResponse) -> Body:
+        state = await final_state(ResponseRun(prepared.state, prepared.generation))
+        if prepared.request.stored:
+            await self._save(prepared, state)
+        return state.body()
+
+    async def stream(self, prepared: PreparedResponse) -> AsyncIterator[Event]:
+        """The event sequence; a stored response is written once it has ended, before its
+        last event, so a client gone earlier leaves nothing half-written."""
+        run = ResponseRun(prepared.state, prepared.generation)
+        for event in run.opening():
+            yield event
+        async for event in run.events():
+            if prepared.request.stored and event["type"] in _FINAL_EVENTS:
+                await self._save(prepared, run.state)
+            yield event
+
+    async def enqueue(self, request: ResponseRequest, owner: str) -> Body:
+        """Store a background response as `queued`; a worker runs it. The request is checked
+        now (model, chain), so that what can be refused is refused with a status code."""
+        served = self._registry.resolve(request.model)
+        if request.previous_response_id is not None:
+            await self._chain_items(owner, request.previous_response_id)
+        input_items = stored_input_items(request.input)
+        state = ResponseState(new_id("resp"), int(time.time()), request, served.served_by)
+        state.status = QUEUED
+        body = state.body()
+        await self._store.insert(
+            NewResponse(
+                id=state.id,
+                owner=owner,
+                model=state.model,
+                status=QUEUED,
+                background=True,
+                created_at=state.created_at,
+                expires_at=self._expiry(state.created_at),
+                previous_response_id=request.previous_response_id,
+                request=_request_document(request),
+                input_items=input_items,
+                response=body,
+                queued_at=time.time(),
+            )
+        )
+        self.on_enqueued()
+        return body
+
+    async def _save(self, prepared: PreparedResponse, state: ResponseState) -> None:
+        usage = state.usage
+        await self._store.insert(
+            NewResponse(
+                id=state.id,
+                owner=prepared.owner,
+                model=state.model,
+                status=state.status,
+                background=False,
+                created_at=state.created_at,
+                expires_at=self._expiry(state.created_at),
+                previous_response_id=prepared.request.previous_response_id,
+                request=_request_document(prepared.request),
+                input_items=prepared.input_items,
+                response=state.body(),
+                input_tokens=usage.prompt_tokens if usage else 0,
+                output_tokens=usage.completion_tokens if usage else 0,
+            )
+        )
+
+    def _expiry(self, created_at: int) -> int | None:
+        return created_at + self._retention_s if self._retention_s else None
+
+    # --- background jobs --------------------------------------------------------------------
+
+    async def prepare_job(self, row: StoredResponse) -> PreparedResponse:
+        """The generation of a claimed job, from what was stored when it was enqueued."""
+        request = ResponseRequest.model_validate(row.request)
+        state = ResponseState(row.id, row.created_at, request, row.model)
+        generation = await self._generation(request, row.owner, row.input_items)
+        state.model = generation.model
+        return PreparedResponse(row.owner, request, row.input_items, state, generation)
+
+    @staticmethod
+    def outcome(state: ResponseState) -> Outcome:
+        usage = state.usage
+        return Outcome(
+            status=state.status,
+            response=state.body(),
+            model=state.model,
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+        )
+
+    @staticmethod
+    def failed_body(row: StoredResponse, message: str, code: str = "server_error") -> Body:
+        body = dict(row.response)
+        body.update(status="failed", error={"code": code, "message": message})
+        return body
+
+    # --- stored responses -------------------------------------------------------------------
+
+    async def retrieve(self, owner: str, response_id: str) -> Body:
+        return _wire(await self._row(owner, response_id))
+
+    async def delete(self, owner: str, response_id: str) -> dict[str, Any]:
+        row = await self._row(owner, response_id)
+        if row.status in ("queued", "in_progress"):
+            await self.cancel(owner, response_id)
+        if not await self._store.delete(owner, response_id):
+            raise _not_found(response_id)
+        return {"id": response_id, "object": "response", "deleted": True}
+
+    async def cancel(self, owner: str, response_id: str) -> Body:
+        """Cancel a background response; idempotent, and a finished one is returned as is."""
+        row = await self._row(owner, response_id)
+        if not row.background:
+            raise InvalidRequest("Only responses created with background=true can be cancelled.")
+        if row.status in ("queued", "in_progress"):
+            body = {**row.response, "status": "cancelled", "output": [], "usage": None}
+            if await self._store.cancel(owner, response_id, body):
+                self.on_cancelled(response_id)
+            row = await self._row(owner, response_id)
+        return _wire(row)
+
+    async def input_items(self, owner: str, response_id: str, page: ItemPage) -> dict[str, Any]:
+        items = (await self._row(owner, response_id)).input_items
+        if page.order == "desc":
+            items = list(reversed(items))
+        start = 0
+        if page.after is not None:
+            positions = [i for i, item in enumerate(items) if item.get("id") == page.after]
+            if not positions:
+                raise InvalidRequest(
+                    f"No input item found with id '{page.after}' in this response.", param="after"
+                )
+            start = positions[0] + 1
+        data = items[start : start + page.limit]
+        return {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else "",
+            "last_id": data[-1]["id"] if data else "",
+            "has_more": start + page.limit < len(items),
+        }
+
+    async def count_input_tokens(self, request: InputTokensRequest, owner: str) -> dict[str, Any]:
+        generation = await self._generation(request, owner, stored_input_items(request.input))
+        return {"object": "response.input_tokens", "input_tokens": generation.prompt_tokens}
+
+    async def purge_expired(self) -> int:
+        return await self._store.purge_expired(int(time.time()))
+
+    async def _row(self, owner: str, response_id: str) -> StoredResponse:
+        row = await self._store.get(owner, response_id, int(time.time()))
+        if row is None:
+            raise _not_found(response_id)
+        return row
+
+    # --- the model's input ------------------------------------------------------------------
+
+    async def _generation(
+        self, request: _ResponseInput, owner: str, input_items: list[Item]
+    ) -> PreparedGeneration:
+        """The prepared generation: instructions, then the chain's items, then this input.
+        Earlier instructions are not carried over (OpenAI's rule). With `truncation: auto`
+        the oldest items are dropped until the input fits the model."""
+        served = self._registry.resolve(request.model)
+        items: list[Item] = []
+        if request.previous_response_id is not None:
+            items = await self._chain_items(owner, request.previous_response_id)
+        items += input_items
+        system = [PromptMessage("system", request.instructions)] if request.instructions else []
+        messages = prompt_messages(items)
+        while True:
+            generation_request = _generation_request(request, served.served_by, system + messages)
+            try:
+                return await served.provider.prepare_chat(generation_request)
+            except ContextLengthExceeded as exc:
+                if request.truncation != "auto" or len(messages) <= 1:
+                    exc.param = "input"
+                    raise
+                messages = messages[1:]
+
+    async def _chain_items(self, owner: str, previous_id: str) -> list[Item]:
+        chain, missing = await self._store.chain(owner, previous_id, int(time.time()))
+        if missing is not None:
+            raise NotFound(
+                f"Previous response with id '{missing}' not found.", param="previous_response_id"
+            )
+        last = chain[-1]
+        if last.status not in _CONTINUABLE:
+            raise InvalidRequest(
+                f"Previous response with id '{previous_id}' is {last.status}; only a completed "
+                "or incomplete response can be continued.",
+                param="previous_response_id",
+            )
+        items: list[Item] = []
+        for row in chain:
+            items += row.input_items
+            items += row.response.get("output") or []
+        return items
+
+
+def _generation_request(
+    request: _ResponseInput, served_model: str, messages: list[PromptMessage]
+) -> GenerationRequest:
+    tools = [FunctionTool(t.name or "", t.description, t.parameters) for t in request.tools or []]
+    choice = request.tool_choice
+    if choice is None:
+        tool_choice = "auto" if tools else "none"
+    else:
+        tool_choice = choice if isinstance(choice, str) else choice.name
+    generation = GenerationRequest(
+        model=served_model,
+        messages=messages,
+        output_format=_output_format(request),
+        tools=tools,
+        tool_choice=tool_choice,
+        parallel_tool_calls=request.parallel_tool_calls is not False,
+    )
+    if isinstance(request, ResponseRequest):
+        generation.max_tokens = request.max_output_tokens
+        generation.temperature = 1.0 if request.temperature is None else request.temperature
+        generation.top_p = 1.0 if request.top_p is None else request.top_p
+    return generation
+
+
+def _output_format(request: _ResponseInput) -> OutputFormat | None:
+    text_format = request.text.format if request.text is not None else None
+    if text_format is None or text_format.type == "text":
+        return None
+    if text_format.type == "json_object":
+        return OutputFormat("json_object")
+    return OutputFormat("json_schema", text_format.schema_)
+
+
+def _request_document(request: ResponseRequest) -> dict[str, Any]:
+    """The request as given, to run it again in a worker; `stream` is the caller's business."""
+    document = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+    document.pop("stream", None)
+    return document
+
+
+def _wire(row: StoredResponse) -> Body:
+    # The status column is the truth: a job's status moves without rewriting its body.
+    return {**row.response, "status": row.status}
+
+
+def _not_found(response_id: str) -> NotFound:
+    return NotFound(f"No response found with id '{response_id}'.")

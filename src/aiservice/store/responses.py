@@ -1,0 +1,259 @@
+"""Queries on stored responses, and the background job queue they double as.
+
+A background response is a job: `claim` hands the oldest runnable one to exactly one worker
+(`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serialises writers, so its single UPDATE is
+already exclusive) under a lease the worker renews. A worker that dies stops renewing; once the
+lease has expired the job is runnable again. Every later write of a job checks that the caller
+still holds it, so a cancelled or taken-over job is never overwritten by its old worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+
+from aiservice.store.database import Database
+from aiservice.store.tables import StoredResponse
+
+QUEUED = "queued"
+IN_PROGRESS = "in_progress"
+CANCELLED = "cancelled"
+UNFINISHED = (QUEUED, IN_PROGRESS)
+
+
+@dataclass(frozen=True, slots=True)
+class NewResponse:
+    id: str
+    owner: str
+    model: str
+    status: str
+    background: bool
+    created_at: int
+    expires_at: int | None
+    previous_response_id: str | None
+    request: dict[str, Any]
+    input_items: list[dict[str, Any]]
+    response: dict[str, Any]
+    input_tokens: int = 0
+    output_tokens: int = 0
+    queued_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The end of a job as its worker writes it."""
+
+    status: str
+    response: dict[str, Any]
+    model: str
+    input_tokens: int
+    output_tokens: int
+
+
+class ResponseStore:
+    """Stored responses on one database."""
+
+    def __init__(self, database: Database):
+        self._sessions = database.sessions
+
+    async def insert(self, new: NewResponse) -> None:
+        async with self._sessions.begin() as session:
+            await session.execute(
+                insert(StoredResponse).values(
+                    id=new.id,
+                    owner=new.owner,
+                    model=new.model,
+                    status=new.status,
+                    background=new.background,
+                    created_at=new.created_at,
+                    expires_at=new.expires_at,
+                    previous_response_id=new.previous_response_id,
+                    request=new.request,
+                    input_items=new.input_items,
+                    response=new.response,
+                    input_tokens=new.input_tokens,
+                    output_tokens=new.output_tokens,
+                    queued_at=new.queued_at,
+                    attempts=0,
+                )
+            )
+
+    async def get(self, owner: str, response_id: str, now: int) -> StoredResponse | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(StoredResponse).where(
+                    *_visible(owner, now), StoredResponse.id == response_id
+                )
+            )
+
+    async def get_by_id(self, response_id: str) -> StoredResponse | None:
+        """For workers, which act for whoever enqueued the job."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(StoredResponse).where(StoredResponse.id == response_id)
+            )
+
+    async def chain(
+        self, owner: str, last_id: str, now: int
+    ) -> tuple[list[StoredResponse], str | None]:
+        """The responses of a `previous_response_id` chain, oldest first, and the first id
+        that could not be found (None when the chain is whole)."""
+        chain: list[StoredResponse] = []
+        seen: set[str] = set()
+        next_id: str | None = last_id
+        async with self._sessions() as session:
+            while next_id is not None and next_id not in seen:
+                seen.add(next_id)
+                row = await session.scalar(
+                    select(StoredResponse).where(
+                        *_visible(owner, now), StoredResponse.id == next_id
+                    )
+                )
+                if row is None:
+                    return [], next_id
+                chain.append(row)
+                next_id = row.previous_response_id
+        chain.reverse()
+        return chain, None
+
+    async def delete(self, owner: str, response_id: str) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                delete(StoredResponse).where(
+                    StoredResponse.owner == owner, StoredResponse.id == response_id
+                )
+            )
+            return result.rowcount > 0
+
+    async def cancel(self, owner: str, response_id: str, response: dict[str, Any]) -> bool:
+        """Mark an unfinished job cancelled; False if it had already ended (or never was)."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(StoredResponse)
+                .where(
+                    StoredResponse.owner == owner,
+                    StoredResponse.id == response_id,
+                    StoredResponse.status.in_(UNFINISHED),
+                )
+                .values(status=CANCELLED, response=response, worker_id=None, lease_expires_at=None)
+            )
+            return result.rowcount > 0
+
+    async def claim(self, worker_id: str, now: float, lease_s: float) -> StoredResponse | None:
+        """Take the oldest runnable job — queued, or in progress under an expired lease — for
+        `worker_id`, counting the attempt."""
+        runnable = or_(
+            StoredResponse.status == QUEUED,
+            and_(StoredResponse.status == IN_PROGRESS, StoredResponse.lease_expires_at < now),
+        )
+        oldest = (
+            select(StoredResponse.seq)
+            .where(runnable)
+            .order_by(StoredResponse.seq)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        async with self._sessions.begin() as session:
+            return await session.scalar(
+                update(StoredResponse)
+                .where(StoredResponse.seq == oldest, runnable)
+                .values(
+                    status=IN_PROGRESS,
+                    worker_id=worker_id,
+                    lease_expires_at=now + lease_s,
+                    attempts=StoredResponse.attempts + 1,
+                )
+                .returning(StoredResponse)
+            )
+
+    async def renew(self, response_id: str, worker_id: str, until: float) -> bool:
+        """Extend the lease; False when the job is no longer this worker's (cancelled, or
+        taken over after the lease ran out)."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(StoredResponse)
+                .where(*_held(response_id, worker_id))
+                .values(lease_expires_at=until)
+            )
+            return result.rowcount > 0
+
+    async def still_held(self, response_id: str, worker_id: str) -> bool:
+        async with self._sessions() as session:
+            found = await session.scalar(
+                select(StoredResponse.seq).where(*_held(response_id, worker_id))
+            )
+            return found is not None
+
+    async def mark_started(self, response_id: str, worker_id: str, response: dict) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(StoredResponse)
+                .where(*_held(response_id, worker_id))
+                .values(response=response)
+            )
+            return result.rowcount > 0
+
+    async def finish(self, response_id: str, worker_id: str, outcome: Outcome) -> bool:
+        """Write the job's end; False (nothing written) when it is no longer this worker's."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(StoredResponse)
+                .where(*_held(response_id, worker_id))
+                .values(
+                    status=outcome.status,
+                    response=outcome.response,
+                    model=outcome.model,
+                    input_tokens=outcome.input_tokens,
+                    output_tokens=outcome.output_tokens,
+                    worker_id=None,
+                    lease_expires_at=None,
+                )
+            )
+            return result.rowcount > 0
+
+    async def release(self, response_id: str, worker_id: str) -> bool:
+        """Hand a job back to the queue (its worker is stopping) without waiting for its lease."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(StoredResponse)
+                .where(*_held(response_id, worker_id))
+                .values(status=QUEUED, worker_id=None, lease_expires_at=None)
+            )
+            return result.rowcount > 0
+
+    async def queue_depth(self) -> int:
+        async with self._sessions() as session:
+            count = await session.scalar(
+                select(func.count()).where(StoredResponse.status == QUEUED)
+            )
+            return int(count or 0)
+
+    async def purge_expired(self, now: int) -> int:
+        """Delete finished responses past their expiry; unfinished jobs wait for their end."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                delete(StoredResponse).where(
+                    StoredResponse.expires_at.is_not(None),
+                    StoredResponse.expires_at <= now,
+                    StoredResponse.status.not_in(UNFINISHED),
+                )
+            )
+            return result.rowcount
+
+
+def _visible(owner: str, now: int) -> tuple:
+    return (
+        StoredResponse.owner == owner,
+        or_(StoredResponse.expires_at.is_(None), StoredResponse.expires_at > now),
+    )
+
+
+def _held(response_id: str, worker_id: str) -> tuple:
+    return (
+        StoredResponse.id == response_id,
+        StoredResponse.status == IN_PROGRESS,
+        StoredResponse.worker_id == worker_id,
+    )
