@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from aiservice.api.deps import Principal, authenticate, json_body, responses
@@ -31,10 +32,13 @@ async def create_response(
 ) -> Response:
     body = await json_body(request, ResponseRequest)
     if body.background:
-        return _json(await service.enqueue(body, principal.owner))
+        queued = await service.enqueue(body, principal.owner)
+        if body.stream:
+            return _event_stream(service.follow(principal.owner, queued["id"]))
+        return _json(queued)
     prepared = await service.prepare(body, principal.owner)
     if body.stream:
-        return EventSourceResponse(_sse(service.stream(prepared)), sep="\n", ping=15)
+        return _event_stream(service.stream(prepared))
     answer = await unless_client_leaves(request, service.complete(prepared))
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
@@ -54,9 +58,16 @@ async def count_input_tokens(
 @router.get("/{response_id}")
 async def retrieve_response(
     response_id: str,
+    request: Request,
     principal: Principal = Depends(authenticate),
     service: ResponseService = Depends(responses),
 ) -> Response:
+    query: StreamQuery = parse_query(request.query_params.multi_items(), StreamQuery)
+    if query.stream:
+        # Check before the stream starts, so that a refusal is a status code.
+        events = service.follow(principal.owner, response_id, query.starting_after)
+        first = await anext(events, None)
+        return _event_stream(_prepend(first, events))
     return _json(await service.retrieve(principal.owner, response_id))
 
 
@@ -87,6 +98,22 @@ async def list_input_items(
 ) -> dict[str, Any]:
     page: ItemPage = parse_query(request.query_params.multi_items(), ItemPage)
     return await service.input_items(principal.owner, response_id, page)
+
+
+class StreamQuery(BaseModel):
+    stream: bool = False
+    starting_after: int = Field(default=-1, ge=-1)
+
+
+async def _prepend(first: Event | None, rest: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    if first is not None:
+        yield first
+        async for event in rest:
+            yield event
+
+
+def _event_stream(events: AsyncIterator[Event]) -> EventSourceResponse:
+    return EventSourceResponse(_sse(events), sep="\n", ping=15)
 
 
 def _json(body: dict[str, Any]) -> Response:

@@ -19,7 +19,9 @@ from contextlib import suppress
 from dataclasses import dataclass
 
 from aiservice.errors import as_service_error
-from aiservice.services.response_run import ResponseRun, final_state
+from aiservice.services.event_hub import EventHub
+from aiservice.services.response_body import ResponseState
+from aiservice.services.response_run import Event, ResponseRun, final_state
 from aiservice.services.responses import ResponseService
 from aiservice.store.responses import Outcome, ResponseStore
 from aiservice.store.tables import StoredResponse
@@ -102,7 +104,9 @@ class BackgroundWorker:
         outcome = await self._outcome(row)
         if outcome is None:
             return  # cancelled, taken over, or handed back: someone else writes the end
-        if await self._store.finish(row.id, self.worker_id, outcome):
+        finished = await self._store.finish(row.id, self.worker_id, outcome)
+        self._responses.event_hub.notify(row.id)
+        if finished:
             log.info(
                 "background job finished",
                 extra={"response_id": row.id, "status": outcome.status},
@@ -120,12 +124,19 @@ class BackgroundWorker:
             prepared = await self._responses.prepare_job(row)
             prepared.state.status = "in_progress"
             await self._store.mark_started(row.id, self.worker_id, prepared.state.body())
-            work = asyncio.ensure_future(
-                final_state(ResponseRun(prepared.state, prepared.generation))
-            )
+            if prepared.request.stream:
+                first = await self._store.last_event_number(row.id) + 1
+                run = ResponseRun(prepared.state, prepared.generation, first)
+                recording = EventRecording(self._store, self._responses.event_hub, row.id)
+                work = asyncio.ensure_future(recording.run(run, self.worker_id))
+            else:
+                work = asyncio.ensure_future(
+                    _unrecorded(ResponseRun(prepared.state, prepared.generation))
+                )
             if not await self._watch(row.id, work):
                 return None
-            return ResponseService.outcome(work.result())
+            state, last_events = work.result()
+            return ResponseService.outcome(state, last_events)
         except asyncio.CancelledError:
             if self._handing_back:
                 raise
@@ -178,3 +189,32 @@ class BackgroundWorker:
                     log.info("background job handed back", extra={"response_id": job_id})
             except Exception as exc:
                 log.error("job hand-back failed", extra={"error_type": type(exc).__name__})
+
+
+class EventRecording:
+    """Runs a streamed job, recording its events in batches (every `flush_s`) so that any
+    process can stream them; the last batch is written with the job's end."""
+
+    def __init__(self, store: ResponseStore, hub: EventHub, response_id: str, flush_s=0.1):
+        self._store = store
+        self._hub = hub
+        self._response_id = response_id
+        self._flush_s = flush_s
+
+    async def run(self, run: ResponseRun, worker_id: str) -> tuple[ResponseState, list[Event]]:
+        pending: list[Event] = list(run.started())
+        flushed_at = time.monotonic()
+        async for event in run.events():
+            pending.append(event)
+            if time.monotonic() - flushed_at >= self._flush_s and event["type"] not in _LAST:
+                await self._store.append_events(self._response_id, worker_id, pending)
+                self._hub.notify(self._response_id)
+                pending, flushed_at = [], time.monotonic()
+        return run.state, pending  # the last batch is written by finish(), with the end
+
+
+async def _unrecorded(run: ResponseRun) -> tuple[ResponseState, list[Event]]:
+    return await final_state(run), []
+
+
+_LAST = ("response.completed", "response.incomplete", "response.failed")

@@ -3,8 +3,10 @@ delete, list input items, count input tokens."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,6 +19,7 @@ from aiservice.providers.base import (
     PromptMessage,
 )
 from aiservice.providers.registry import ModelRegistry
+from aiservice.services.event_hub import EventHub
 from aiservice.services.response_body import Body, ResponseState
 from aiservice.services.response_items import Item, new_id, prompt_messages, stored_input_items
 from aiservice.services.response_request import (
@@ -26,7 +29,7 @@ from aiservice.services.response_request import (
 )
 from aiservice.services.response_run import Event, ResponseRun, final_state
 from aiservice.services.stored_completions import Page
-from aiservice.store.responses import QUEUED, NewResponse, Outcome, ResponseStore
+from aiservice.store.responses import QUEUED, UNFINISHED, NewResponse, Outcome, ResponseStore
 from aiservice.store.tables import StoredResponse
 
 # A chain may only continue from a response that has ended with output.
@@ -61,9 +64,12 @@ class ResponseService:
         retention_days: int,
         on_enqueued: Callable[[], None] = lambda: None,
         on_cancelled: Callable[[str], None] = lambda _id: None,
+        poll_s: float = 0.5,
     ):
         self._registry = registry
         self._store = store
+        self.event_hub = EventHub()
+        self._poll_s = poll_s
         self._retention_s = retention_days * 86400 if retention_days else None
         # Set by the in-process worker: wake it at once, stop a job it runs at once.
         self.on_enqueued = on_enqueued
@@ -106,6 +112,12 @@ class ResponseService:
         state = ResponseState(new_id("resp"), int(time.time()), request, served.served_by)
         state.status = QUEUED
         body = state.body()
+        # A streamed background response records its events from the first: `created`.
+        first_events = (
+            [{"type": "response.created", "sequence_number": 0, "response": body}]
+            if request.stream
+            else []
+        )
         await self._store.insert(
             NewResponse(
                 id=state.id,
@@ -120,10 +132,39 @@ class ResponseService:
                 input_items=input_items,
                 response=body,
                 queued_at=time.time(),
-            )
+            ),
+            first_events,
         )
         self.on_enqueued()
         return body
+
+    async def follow(self, owner: str, response_id: str, after: int = -1) -> AsyncIterator[Event]:
+        """The recorded events of a streamed background response after `after`, then the new
+        ones as they are recorded, until the last. Any process can follow any job."""
+        row = await self._row(owner, response_id)
+        if not row.background or not row.request.get("stream"):
+            raise InvalidRequest(
+                "Only responses created with background=true and stream=true can be streamed "
+                "again.",
+                param="stream",
+            )
+        with self.event_hub.listen(response_id) as recorded:
+            while True:
+                recorded.clear()
+                events = await self._store.events_after(response_id, after)
+                if not events and await self._store.status(response_id) not in UNFINISHED:
+                    # Ended (or deleted) without a last event to wait for: a cancel, or a job
+                    # out of attempts. Its last events may have landed since the read above.
+                    for event in await self._store.events_after(response_id, after):
+                        yield event
+                    return
+                for event in events:
+                    yield event
+                    after = event["sequence_number"]
+                    if event["type"] in _FINAL_EVENTS:
+                        return
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(recorded.wait(), self._poll_s)
 
     async def _save(self, prepared: PreparedResponse, state: ResponseState) -> None:
         usage = state.usage
@@ -159,7 +200,7 @@ class ResponseService:
         return PreparedResponse(row.owner, request, row.input_items, state, generation)
 
     @staticmethod
-    def outcome(state: ResponseState) -> Outcome:
+    def outcome(state: ResponseState, events: list[Event] | None = None) -> Outcome:
         usage = state.usage
         return Outcome(
             status=state.status,
@@ -167,6 +208,7 @@ class ResponseService:
             model=state.model,
             input_tokens=usage.prompt_tokens if usage else 0,
             output_tokens=usage.completion_tokens if usage else 0,
+            events=events or [],
         )
 
     @staticmethod
@@ -313,9 +355,11 @@ def _output_format(request: _ResponseInput) -> OutputFormat | None:
 
 
 def _request_document(request: ResponseRequest) -> dict[str, Any]:
-    """The request as given, to run it again in a worker; `stream` is the caller's business."""
+    """The request as given, to run it again in a worker. `stream` matters only in the
+    background: the worker then records the events."""
     document = request.model_dump(mode="json", by_alias=True, exclude_none=True)
-    document.pop("stream", None)
+    if not request.background:
+        document.pop("stream", None)
     return document
 
 

@@ -57,7 +57,9 @@ def build_services(settings: Settings) -> AppServices:
         database=database,
         chat_completions=ChatCompletionService(registry, stored),
         stored_completions=stored,
-        responses=ResponseService(registry, response_store, settings.retention_days),
+        responses=ResponseService(
+            registry, response_store, settings.retention_days, poll_s=settings.worker_poll_s
+        ),
         response_store=response_store,
         accounts=Accounts(AccountStore(database)),
         login_throttle=LoginThrottle(),

@@ -9,13 +9,13 @@ still holds it, so a cancelled or taken-over job is never overwritten by its old
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from aiservice.store.database import Database
-from aiservice.store.tables import StoredResponse
+from aiservice.store.tables import ResponseEvent, StoredResponse
 
 QUEUED = "queued"
 IN_PROGRESS = "in_progress"
@@ -50,6 +50,7 @@ class Outcome:
     model: str
     input_tokens: int
     output_tokens: int
+    events: list[dict[str, Any]] = field(default_factory=list)  # the last streaming events
 
 
 class ResponseStore:
@@ -58,7 +59,8 @@ class ResponseStore:
     def __init__(self, database: Database):
         self._sessions = database.sessions
 
-    async def insert(self, new: NewResponse) -> None:
+    async def insert(self, new: NewResponse, events: list[dict[str, Any]] = ()) -> None:
+        """Write a response, with the first streaming events of a streamed background one."""
         async with self._sessions.begin() as session:
             await session.execute(
                 insert(StoredResponse).values(
@@ -79,6 +81,7 @@ class ResponseStore:
                     attempts=0,
                 )
             )
+            await _insert_events(session, new.id, events)
 
     async def get(self, owner: str, response_id: str, now: int) -> StoredResponse | None:
         async with self._sessions() as session:
@@ -196,8 +199,55 @@ class ResponseStore:
             )
             return result.rowcount > 0
 
-    async def finish(self, response_id: str, worker_id: str, outcome: Outcome) -> bool:
-        """Write the job's end; False (nothing written) when it is no longer this worker's."""
+    async def append_events(
+        self, response_id: str, worker_id: str, events: list[dict[str, Any]]
+    ) -> bool:
+        """Record streaming events of a job this worker still holds."""
+        async with self._sessions.begin() as session:
+            held = await session.scalar(
+                select(StoredResponse.seq).where(*_held(response_id, worker_id))
+            )
+            if held is None:
+                return False
+            await _insert_events(session, response_id, events)
+            return True
+
+    async def events_after(self, response_id: str, after: int) -> list[dict[str, Any]]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ResponseEvent.event)
+                .where(
+                    ResponseEvent.response_id == response_id,
+                    ResponseEvent.sequence_number > after,
+                )
+                .order_by(ResponseEvent.sequence_number)
+            )
+            return list(rows)
+
+    async def last_event_number(self, response_id: str) -> int:
+        """The sequence number of the last recorded event; -1 if there is none."""
+        async with self._sessions() as session:
+            last = await session.scalar(
+                select(func.max(ResponseEvent.sequence_number)).where(
+                    ResponseEvent.response_id == response_id
+                )
+            )
+            return -1 if last is None else int(last)
+
+    async def status(self, response_id: str) -> str | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(StoredResponse.status).where(StoredResponse.id == response_id)
+            )
+
+    async def finish(
+        self,
+        response_id: str,
+        worker_id: str,
+        outcome: Outcome,
+    ) -> bool:
+        """Write the job's end, with its last streaming events; False (nothing written) when
+        the job is no longer this worker's."""
         async with self._sessions.begin() as session:
             result = await session.execute(
                 update(StoredResponse)
@@ -212,7 +262,10 @@ class ResponseStore:
                     lease_expires_at=None,
                 )
             )
-            return result.rowcount > 0
+            if result.rowcount == 0:
+                return False
+            await _insert_events(session, response_id, outcome.events)
+            return True
 
     async def release(self, response_id: str, worker_id: str) -> bool:
         """Hand a job back to the queue (its worker is stopping) without waiting for its lease."""
@@ -242,6 +295,17 @@ class ResponseStore:
                 )
             )
             return result.rowcount
+
+
+async def _insert_events(session: Any, response_id: str, events: Any) -> None:
+    if events:
+        await session.execute(
+            insert(ResponseEvent),
+            [
+                {"response_id": response_id, "sequence_number": e["sequence_number"], "event": e}
+                for e in events
+            ],
+        )
 
 
 def _visible(owner: str, now: int) -> tuple:

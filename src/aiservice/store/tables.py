@@ -120,3 +120,16 @@ class StoredResponse(Base):
         Index("ix_responses_status_seq", "status", "seq"),
         Index("ix_responses_expires_at", "expires_at"),
     )
+
+
+class ResponseEvent(Base):
+    """A streaming event of a background response created with `stream: true`, kept so that
+    any process can stream it, and a client can resume with `starting_after`."""
+
+    __tablename__ = "response_events"
+
+    response_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True
+    )
+    sequence_number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event: Mapped[dict[str, Any]] = mapped_column(Document)

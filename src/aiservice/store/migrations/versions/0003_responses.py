@@ -41,7 +41,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_responses_status_seq", "responses", ["status", "seq"])
     op.create_index("ix_responses_expires_at", "responses", ["expires_at"])
+    op.create_table(
+        "response_events",
+        sa.Column(
+            "response_id",
+            sa.String(64),
+            sa.ForeignKey("responses.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("sequence_number", sa.Integer, primary_key=True),
+        sa.Column("event", Document, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("response_events")
     op.drop_table("responses")
