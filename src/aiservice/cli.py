@@ -141,22 +141,32 @@ def db_upgrade(config: ConfigOption = None) -> None:
 
 @app.command()
 def purge(config: ConfigOption = None) -> None:
-    """Delete expired stored completions now (the server also does this periodically)."""
+    """Delete expired stored completions and responses now (the server also does this
+    periodically)."""
     settings = _settings_or_exit(config)
     settings.home.mkdir(parents=True, exist_ok=True)
     url = database_url(settings)
     upgrade_database(url)
-    purged = asyncio.run(_purge(url, settings.retention_days))
-    out.print(f"Purged {purged} expired stored completion(s).")
+    completions, responses = asyncio.run(_purge(url, settings.retention_days))
+    out.print(
+        f"Purged {completions} expired stored completion(s) and {responses} stored response(s)."
+    )
 
 
-async def _purge(url: str, retention_days: int) -> int:
+async def _purge(url: str, retention_days: int) -> tuple[int, int]:
+    import time
+
     from aiservice.services.stored_completions import StoredCompletions  # imports openai: slow
     from aiservice.store.completions import CompletionStore
+    from aiservice.store.responses import ResponseStore
 
     database = Database(url)
     try:
-        return await StoredCompletions(CompletionStore(database), retention_days).purge_expired()
+        completions = await StoredCompletions(
+            CompletionStore(database), retention_days
+        ).purge_expired()
+        responses = await ResponseStore(database).purge_expired(int(time.time()))
+        return completions, responses
     finally:
         await database.close()
 

@@ -264,7 +264,10 @@ def test_different_seeds_at_temperature_one_give_different_outputs(client):
 
 
 def test_tiny_top_p_samples_the_greedy_output(client):
-    expected = greedy(client, STORY, 30)
+    # Seeded: like the sampled requests below, the prompt is evaluated afresh. Greedy without a
+    # seed may reuse a cached prefix, whose logits can differ in the last bits and flip a near
+    # tie; that is not what this test is about.
+    expected = greedy(client, STORY, 30, seed=1)
     for seed in (5, 6, 7):
         sampled = create(
             client, messages=STORY, temperature=1, top_p=0.0001, seed=seed, max_tokens=30

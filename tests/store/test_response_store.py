@@ -1,0 +1,199 @@
+"""The responses table as a job queue, on SQLite and PostgreSQL: exclusive claims under
+concurrency, leases that expire, cancels and hand-backs that a late worker cannot overwrite,
+recorded stream events, and expiry.
+
+Each test gets a fresh, migrated database of its own (`[sqlite]`: a file in its tmp_path;
+`[postgres]`: a new database on the test server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from aiservice.store.database import SQLITE_FILE_NAME, Database
+from aiservice.store.migrate import upgrade_database
+from aiservice.store.responses import NewResponse, Outcome, ResponseStore
+from support import PostgresDatabases
+
+OWNER = "owner-a"
+
+
+def migrate(url: str) -> None:
+    # Alembic runs its own event loop: a thread of its own, as in the server's lifespan.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(upgrade_database, url).result()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_databases: PostgresDatabases
+) -> str:
+    url = (
+        f"sqlite+aiosqlite:///{tmp_path / SQLITE_FILE_NAME}"
+        if request.param == "sqlite"
+        else postgres_databases.create()
+    )
+    migrate(url)
+    return url
+
+
+@asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[ResponseStore]:
+    database = Database(url)
+    try:
+        yield ResponseStore(database)
+    finally:
+        await database.close()
+
+
+def queued(*, expires_at: int | None = None, status: str = "queued") -> NewResponse:
+    response_id = f"resp_{uuid.uuid4().hex}"
+    body = {"id": response_id, "object": "response", "status": status, "output": []}
+    return NewResponse(
+        id=response_id,
+        owner=OWNER,
+        model="m",
+        status=status,
+        background=status == "queued",
+        created_at=int(time.time()),
+        expires_at=expires_at,
+        previous_response_id=None,
+        request={"model": "m", "input": "hi"},
+        input_items=[],
+        response=body,
+        queued_at=time.time() if status == "queued" else None,
+    )
+
+
+def completed_outcome(response_id: str, events: list[dict] | None = None) -> Outcome:
+    body = {"id": response_id, "object": "response", "status": "completed", "output": []}
+    return Outcome("completed", body, "m", 3, 4, events or [])
+
+
+async def test_concurrent_workers_claim_every_job_exactly_once(store_url):
+    """Two databases (separate connection pools, as two processes would have) and eight
+    workers claiming at once: every job is handed out once, none is left."""
+    jobs = [queued() for _ in range(12)]
+    async with open_store(store_url) as first, open_store(store_url) as second:
+        for job in jobs:
+            await first.insert(job)
+
+        async def drain(store: ResponseStore, worker: str) -> list[str]:
+            claimed = []
+            while (row := await store.claim(worker, time.time(), 30)) is not None:
+                assert row.worker_id == worker and row.status == "in_progress"
+                claimed.append(row.id)
+            return claimed
+
+        results = await asyncio.gather(
+            *(drain(first if i % 2 else second, f"worker-{i}") for i in range(8))
+        )
+    claimed = [job_id for result in results for job_id in result]
+    assert sorted(claimed) == sorted(job.id for job in jobs)
+
+
+async def test_jobs_are_claimed_oldest_first(store_url):
+    jobs = [queued() for _ in range(3)]
+    async with open_store(store_url) as store:
+        for job in jobs:
+            await store.insert(job)
+        order = [(await store.claim("w", time.time(), 30)).id for _ in jobs]
+    assert order == [job.id for job in jobs]
+
+
+async def test_an_expired_lease_hands_the_job_to_another_worker(store_url):
+    job = queued()
+    async with open_store(store_url) as store:
+        await store.insert(job)
+        first = await store.claim("dead", time.time(), lease_s=30)
+        assert first.attempts == 1
+        # Still leased: nobody else gets it.
+        assert await store.claim("other", time.time(), 30) is None
+        # Thirty-one seconds later the lease has run out.
+        second = await store.claim("other", time.time() + 31, 30)
+        assert (second.id, second.attempts, second.worker_id) == (job.id, 2, "other")
+        # The old worker has lost it: it can neither renew nor write the end.
+        assert not await store.renew(job.id, "dead", time.time() + 30)
+        assert not await store.finish(job.id, "dead", completed_outcome(job.id))
+        assert await store.finish(job.id, "other", completed_outcome(job.id))
+        row = await store.get(OWNER, job.id, int(time.time()))
+    assert (row.status, row.worker_id, row.output_tokens) == ("completed", None, 4)
+
+
+async def test_a_cancelled_job_is_not_claimed_nor_overwritten(store_url):
+    waiting, running = queued(), queued()
+    async with open_store(store_url) as store:
+        await store.insert(running)
+        await store.insert(waiting)
+        assert (await store.claim("w", time.time(), 30)).id == running.id
+        cancelled_body = {"id": running.id, "status": "cancelled"}
+        assert await store.cancel(OWNER, running.id, cancelled_body)
+        assert await store.cancel(OWNER, waiting.id, {"id": waiting.id, "status": "cancelled"})
+        # Nothing left to claim, and the worker's late end is refused.
+        assert await store.claim("w", time.time(), 30) is None
+        assert not await store.still_held(running.id, "w")
+        assert not await store.finish(running.id, "w", completed_outcome(running.id))
+        # A second cancel finds nothing to cancel; a finished job cannot be cancelled.
+        assert not await store.cancel(OWNER, running.id, cancelled_body)
+        row = await store.get(OWNER, running.id, int(time.time()))
+    assert row.status == "cancelled"
+    assert row.response == cancelled_body
+
+
+async def test_a_released_job_is_claimed_again_at_once(store_url):
+    job = queued()
+    async with open_store(store_url) as store:
+        await store.insert(job)
+        await store.claim("stopping", time.time(), 30)
+        assert await store.release(job.id, "stopping")
+        again = await store.claim("next", time.time(), 30)
+    assert (again.id, again.attempts) == (job.id, 2)
+
+
+async def test_events_are_recorded_only_by_the_holder_and_read_in_order(store_url):
+    job = queued()
+    created = {"type": "response.created", "sequence_number": 0}
+    async with open_store(store_url) as store:
+        await store.insert(job, [created])
+        assert await store.last_event_number(job.id) == 0
+        await store.claim("w", time.time(), 30)
+        batch = [{"type": "delta", "sequence_number": n} for n in (1, 2)]
+        assert await store.append_events(job.id, "w", batch)
+        assert not await store.append_events(job.id, "intruder", [{"sequence_number": 3}])
+        last = [{"type": "response.completed", "sequence_number": 3}]
+        assert await store.finish(job.id, "w", completed_outcome(job.id, last))
+        assert [e["sequence_number"] for e in await store.events_after(job.id, -1)] == [
+            0,
+            1,
+            2,
+            3,
+        ]
+        assert await store.events_after(job.id, 2) == last
+        # Deleting the response deletes its events.
+        assert await store.delete(OWNER, job.id)
+        assert await store.events_after(job.id, -1) == []
+
+
+async def test_purge_deletes_expired_ended_responses_only(store_url):
+    past = int(time.time()) - 60
+    expired = queued(status="completed", expires_at=past)
+    expired_but_queued = queued(expires_at=past)
+    live = queued(status="completed", expires_at=int(time.time()) + 3600)
+    forever = queued(status="completed", expires_at=None)
+    async with open_store(store_url) as store:
+        for response in (expired, expired_but_queued, live, forever):
+            await store.insert(response)
+        assert await store.purge_expired(int(time.time())) == 1
+        assert await store.get_by_id(expired.id) is None
+        for kept in (expired_but_queued, live, forever):
+            assert await store.get_by_id(kept.id) is not None
+        # An expired response is invisible to its owner even before the purge.
+        assert await store.get(OWNER, expired_but_queued.id, int(time.time())) is None
