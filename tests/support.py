@@ -366,3 +366,71 @@ def cli_create_key(server: RunningServer, email: str) -> str:
     result = server_cli(server, "keys", "create", email)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.strip()
+
+
+@cache
+def _openresponses_spec() -> dict:
+    return json.loads((SPEC_DIR / "openresponses-openapi.json").read_text(encoding="utf-8"))
+
+
+@cache
+def _openresponses_validator(schema_name: str) -> Draft202012Validator:
+    spec = _openresponses_spec()
+    assert schema_name in spec["components"]["schemas"], f"no Open Responses schema {schema_name}"
+    registry = Registry().with_resource("urn:openresponses-spec", DRAFT202012.create_resource(spec))
+    return Draft202012Validator(
+        {"$ref": f"urn:openresponses-spec#/components/schemas/{schema_name}"}, registry=registry
+    )
+
+
+def assert_matches_openresponses_schema(body: object, schema_name: str) -> None:
+    """Fail with every violation if `body` does not validate against the named schema of the
+    Open Responses specification (openresponses-openapi.json), e.g. `ResponseResource`."""
+    validator = _openresponses_validator(schema_name)
+    errors = sorted(validator.iter_errors(body), key=lambda e: list(e.path))
+    assert not errors, f"Open Responses {schema_name} violations:\n" + "\n".join(
+        f"- {list(e.path)}: {e.message[:300]}" for e in errors
+    )
+
+
+def responses_sse_events(response: httpx.Response) -> list[dict]:
+    """The events of a Responses API stream, in order: each block's `data:` parsed as JSON.
+
+    Blocks are `event: <type>` and `data: <json>` lines ended by a blank line; the `event:`
+    name must equal the data's `type`. Comments (`: ping`), `id:` and `retry:` are skipped.
+    A block without an `event:` line, or whose data is not a JSON object (such as `[DONE]`),
+    fails."""
+    events: list[dict] = []
+    name: str | None = None
+    data: list[str] = []
+
+    def flush() -> None:
+        nonlocal name, data
+        if name is None and not data:
+            return
+        assert name is not None, f"SSE block without an event: line: {data}"
+        assert data, f"SSE block {name!r} without data"
+        payload = "\n".join(data)
+        try:
+            event = json.loads(payload)
+        except ValueError as error:
+            raise AssertionError(f"SSE data of {name!r} is not JSON: {payload!r}") from error
+        assert isinstance(event, dict), f"SSE data of {name!r} is not an object: {payload!r}"
+        assert event.get("type") == name, f"event: {name!r} but data type {event.get('type')!r}"
+        events.append(event)
+        name, data = None, []
+
+    for line in response.iter_lines():
+        if not line:
+            flush()
+        elif line.startswith((":", "id:", "retry:")):
+            continue  # comments (keep-alive pings) and SSE fields that carry no event
+        elif line.startswith("event:"):
+            assert name is None, f"two event: lines in one SSE block: {name!r}, {line!r}"
+            name = line[len("event:") :].strip()
+        elif line.startswith("data:"):
+            data.append(line[len("data:") :].removeprefix(" "))
+        else:
+            raise AssertionError(f"unexpected SSE line: {line!r}")
+    flush()
+    return events
