@@ -33,15 +33,11 @@ class ResponseState:
 
     def body(self) -> Body:
         request = self.request
-        text_format = (
-            request.text.format.model_dump(mode="json", by_alias=True, exclude_none=True)
-            if request.text is not None and request.text.format is not None
-            else {"type": "text"}
-        )
+        text_format = _format_echo(request)
         tool_choice: Any = request.tool_choice or "auto"
         if not isinstance(tool_choice, str):
             tool_choice = {"type": "function", "name": tool_choice.name}
-        return {
+        body = {
             "id": self.id,
             "object": "response",
             "created_at": self.created_at,
@@ -81,17 +77,36 @@ class ResponseState:
             "top_logprobs": request.top_logprobs or 0,
             "top_p": 1.0 if request.top_p is None else request.top_p,
             "truncation": request.truncation or "disabled",
-            "usage": _usage(self.usage) if self.usage is not None else None,
-            "user": request.user,
+            # Zeros until the response has run: OpenAI's schema has no null usage.
+            "usage": _usage(self.usage or Usage(0, 0)),
             "presence_penalty": 0.0,
             "frequency_penalty": 0.0,
         }
+        if request.user is not None:  # a string or absent, in OpenAI's schema
+            body["user"] = request.user
+        return body
+
+
+def _format_echo(request: ResponseRequest) -> dict[str, Any]:
+    text_format = request.text.format if request.text is not None else None
+    if text_format is None or text_format.type == "text":
+        return {"type": "text"}
+    if text_format.type == "json_object":
+        return {"type": "json_object"}
+    return {
+        "type": "json_schema",
+        "name": text_format.name,
+        "schema": text_format.schema_,
+        # A string: OpenAI's schema types it so, the open specification requires the key.
+        "description": text_format.description or "",
+        "strict": bool(text_format.strict),
+    }
 
 
 def _usage(usage: Usage) -> dict[str, Any]:
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": usage.total_tokens,

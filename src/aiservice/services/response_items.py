@@ -61,6 +61,7 @@ def _message_item(role: str, content: Any, item_id: str | None) -> Item:
         for part in parts:
             if part["type"] == "output_text":
                 part.setdefault("annotations", [])
+                part.setdefault("logprobs", [])
     return {
         "id": item_id or new_id("msg"),
         "type": "message",

@@ -236,7 +236,7 @@ class ResponseService:
         if not row.background:
             raise InvalidRequest("Only responses created with background=true can be cancelled.")
         if row.status in ("queued", "in_progress"):
-            body = {**row.response, "status": "cancelled", "output": [], "usage": None}
+            body = {**row.response, "status": "cancelled", "output": []}
             if await self._store.cancel(owner, response_id, body):
                 self.on_cancelled(response_id)
             row = await self._row(owner, response_id)
