@@ -91,35 +91,37 @@ class BackgroundWorker:
         self._wake.set()  # a slot is free
 
     async def _run(self, row: StoredResponse) -> None:
-        waited_ms = (time.time() - row.queued_at) * 1000 if row.queued_at else None
-        log.info(
-            "background job started",
-            extra={
-                "response_id": row.id,
-                "attempt": row.attempts,
-                "worker": self.worker_id,
-                "waited_ms": round(waited_ms, 2) if waited_ms is not None else None,
-            },
-        )
-        outcome = await self._outcome(row)
+        if row.attempts > self._settings.max_attempts:
+            outcome = _out_of_attempts(row)
+        else:
+            waited_ms = (time.time() - row.queued_at) * 1000 if row.queued_at else None
+            log.info(
+                "background job started",
+                extra={
+                    "response_id": row.id,
+                    "attempt": row.attempts,
+                    "worker": self.worker_id,
+                    "waited_ms": round(waited_ms, 2) if waited_ms is not None else None,
+                },
+            )
+            outcome = await self._outcome(row)
         if outcome is None:
-            return  # cancelled, taken over, or handed back: someone else writes the end
+            # Cancelled or taken over: whoever did that wrote the end.
+            if await self._store.status(row.id) == "cancelled":
+                log.info(
+                    "background job finished",
+                    extra={"response_id": row.id, "status": "cancelled"},
+                )
+            return
         finished = await self._store.finish(row.id, self.worker_id, outcome)
         self._responses.event_hub.notify(row.id)
         if finished:
             log.info(
                 "background job finished",
-                extra={"response_id": row.id, "status": outcome.status},
+                extra={"response_id": row.id, "status": outcome.status, "attempt": row.attempts},
             )
 
     async def _outcome(self, row: StoredResponse) -> Outcome | None:
-        if row.attempts > self._settings.max_attempts:
-            body = ResponseService.failed_body(
-                row,
-                f"The response was interrupted {row.attempts - 1} times before it could "
-                "complete; it is not tried again.",
-            )
-            return Outcome("failed", body, row.model, 0, 0)
         try:
             prepared = await self._responses.prepare_job(row)
             prepared.state.status = "in_progress"
@@ -211,6 +213,20 @@ class EventRecording:
                 self._hub.notify(self._response_id)
                 pending, flushed_at = [], time.monotonic()
         return run.state, pending  # the last batch is written by finish(), with the end
+
+
+def _out_of_attempts(row: StoredResponse) -> Outcome:
+    started = row.attempts - 1
+    log.warning(
+        "background job abandoned: out of attempts",
+        extra={"response_id": row.id, "attempts": started},
+    )
+    body = ResponseService.failed_body(
+        row,
+        f"The response was interrupted before it could complete (started {started} "
+        f"time{'s' if started != 1 else ''}); it is not tried again.",
+    )
+    return Outcome("failed", body, row.model, 0, 0)
 
 
 async def _unrecorded(run: ResponseRun) -> tuple[ResponseState, list[Event]]:

@@ -103,13 +103,12 @@ class ResponseService:
             yield event
 
     async def enqueue(self, request: ResponseRequest, owner: str) -> Body:
-        """Store a background response as `queued`; a worker runs it. The request is checked
-        now (model, chain), so that what can be refused is refused with a status code."""
-        served = self._registry.resolve(request.model)
-        if request.previous_response_id is not None:
-            await self._chain_items(owner, request.previous_response_id)
+        """Store a background response as `queued`; a worker runs it."""
         input_items = stored_input_items(request.input)
-        state = ResponseState(new_id("resp"), int(time.time()), request, served.served_by)
+        # Prepared and dropped: what a worker would refuse (too long, a bad schema) is refused
+        # now, with a status code, rather than later as a failed job.
+        generation = await self._generation(request, owner, input_items)
+        state = ResponseState(new_id("resp"), int(time.time()), request, generation.model)
         state.status = QUEUED
         body = state.body()
         # A streamed background response records its events from the first: `created`.
