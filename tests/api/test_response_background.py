@@ -569,6 +569,38 @@ def test_a_worker_process_runs_the_jobs_of_a_no_worker_server(tmp_path: Path) ->
     assert "Traceback" not in (tmp_path / "worker.log").read_text()
 
 
+def test_a_cancel_on_the_api_server_stops_a_job_running_in_a_worker_process(
+    tmp_path: Path,
+) -> None:
+    """The worker learns of the cancel from the database, at its next check of the job."""
+    home = tmp_path / "home"
+    server = start_server(home, env=NO_DATABASE_URL, args=["--no-worker"])
+    worker = start_worker(home, tmp_path / "worker.log", env=NO_DATABASE_URL)
+    try:
+        with raw_client(server) as http:
+            created = create_background(http, long_job())
+            wait_for_status(http, created["id"], {"in_progress"})
+            response = cancel(http, created["id"])
+            assert response.status_code == 200, response.text
+            assert response.json()["status"] == "cancelled", response.json()
+            wait_for_log_line(
+                worker,
+                lambda line: line.get("message") == "generation cancelled",
+                timeout=5,
+                what="the worker process's 'generation cancelled'",
+            )
+            (finish,) = wait_until(
+                lambda: log_entries(worker, FINISHED, created["id"]),
+                timeout=5,
+                what="the worker's 'background job finished' line",
+            )
+            assert finish["status"] == "cancelled", finish
+            assert retrieve(http, created["id"])["status"] == "cancelled"
+    finally:
+        stop_worker(worker)
+        stop_server(server)
+
+
 def test_a_worker_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     home = tmp_path / "home"
     worker = start_worker(home, tmp_path / "worker.log", env=NO_DATABASE_URL)
