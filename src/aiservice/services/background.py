@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import time
-from contextlib import suppress
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 
 from aiservice.errors import as_service_error
@@ -65,11 +65,21 @@ class BackgroundWorker:
             extra={"worker": self.worker_id, "concurrency": self._settings.concurrency},
         )
         try:
-            while True:
-                await self._claim_what_fits()
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_s)
-                self._wake.clear()
+            async with AsyncExitStack() as stack:
+                try:
+                    await stack.enter_async_context(
+                        self._store.notifications(self.wake, self.cancelled)
+                    )
+                except Exception as exc:  # polling alone still finds every job
+                    log.warning(
+                        "job notifications unavailable; polling only",
+                        extra={"error_type": type(exc).__name__},
+                    )
+                while True:
+                    self._wake.clear()
+                    await self._claim_what_fits()
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._settings.poll_s)
         finally:
             await self._hand_back()
 

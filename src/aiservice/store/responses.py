@@ -5,10 +5,15 @@ A background response is a job: `claim` hands the oldest runnable one to exactly
 already exclusive) under a lease the worker renews. A worker that dies stops renewing; once the
 lease has expired the job is runnable again. Every later write of a job checks that the caller
 still holds it, so a cancelled or taken-over job is never overwritten by its old worker.
+
+On PostgreSQL, queuing and cancelling a job also NOTIFY the listening workers, so that other
+processes react at once rather than at their next poll.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,11 +58,44 @@ class Outcome:
     events: list[dict[str, Any]] = field(default_factory=list)  # the last streaming events
 
 
+# PostgreSQL notification channels: a job was queued; a job was cancelled (payload: its id).
+JOBS_CHANNEL = "aiservice_jobs"
+CANCELS_CHANNEL = "aiservice_cancels"
+
+
 class ResponseStore:
     """Stored responses on one database."""
 
     def __init__(self, database: Database):
+        self._database = database
         self._sessions = database.sessions
+        self._notifies = database.dialect == "postgresql"
+
+    @asynccontextmanager
+    async def notifications(
+        self, on_job: Callable[[], None], on_cancel: Callable[[str], None]
+    ) -> AsyncIterator[bool]:
+        """While the block runs, call `on_job` when any process queues a job and `on_cancel`
+        when one cancels a job (PostgreSQL LISTEN, on a connection held for the purpose).
+        Yields False where there are none (SQLite): workers then rely on polling alone."""
+        if not self._notifies:
+            yield False
+            return
+        async with self._database.engine.connect() as connection:
+            raw = (await connection.get_raw_connection()).driver_connection
+            listeners = {
+                JOBS_CHANNEL: lambda *_: on_job(),
+                CANCELS_CHANNEL: lambda _connection, _pid, _channel, payload: on_cancel(payload),
+            }
+            for channel, listener in listeners.items():
+                await raw.add_listener(channel, listener)
+            try:
+                yield True
+            finally:
+                # Not back to the pool with listeners on it; if it is broken, it is discarded.
+                with suppress(Exception):
+                    for channel, listener in listeners.items():
+                        await raw.remove_listener(channel, listener)
 
     async def insert(self, new: NewResponse, events: list[dict[str, Any]] = ()) -> None:
         """Write a response, with the first streaming events of a streamed background one."""
@@ -82,6 +120,8 @@ class ResponseStore:
                 )
             )
             await _insert_events(session, new.id, events)
+            if new.status == QUEUED:
+                await self._notify(session, JOBS_CHANNEL, "")  # delivered at commit
 
     async def get(self, owner: str, response_id: str, now: int) -> StoredResponse | None:
         async with self._sessions() as session:
@@ -142,7 +182,14 @@ class ResponseStore:
                 )
                 .values(status=CANCELLED, response=response, worker_id=None, lease_expires_at=None)
             )
-            return result.rowcount > 0
+            if result.rowcount == 0:
+                return False
+            await self._notify(session, CANCELS_CHANNEL, response_id)
+            return True
+
+    async def _notify(self, session: Any, channel: str, payload: str) -> None:
+        if self._notifies:
+            await session.execute(select(func.pg_notify(channel, payload)))
 
     async def claim(self, worker_id: str, now: float, lease_s: float) -> StoredResponse | None:
         """Take the oldest runnable job — queued, or in progress under an expired lease — for
