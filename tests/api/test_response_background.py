@@ -569,13 +569,18 @@ def test_a_worker_process_runs_the_jobs_of_a_no_worker_server(tmp_path: Path) ->
     assert "Traceback" not in (tmp_path / "worker.log").read_text()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_cancel_on_the_api_server_stops_a_job_running_in_a_worker_process(
-    tmp_path: Path,
+    tmp_path: Path, postgres_databases: PostgresDatabases, backend: str
 ) -> None:
-    """The worker learns of the cancel from the database, at its next check of the job."""
+    """The worker learns of the cancel from the database: NOTIFY on PostgreSQL, its next
+    check of the job on SQLite."""
+    env = dict(NO_DATABASE_URL)
+    if backend == "postgres":
+        env["DATABASE_URL"] = postgres_databases.create()
     home = tmp_path / "home"
-    server = start_server(home, env=NO_DATABASE_URL, args=["--no-worker"])
-    worker = start_worker(home, tmp_path / "worker.log", env=NO_DATABASE_URL)
+    server = start_server(home, env=env, args=["--no-worker"])
+    worker = start_worker(home, tmp_path / "worker.log", env=env)
     try:
         with raw_client(server) as http:
             created = create_background(http, long_job())
