@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from aiservice.api import (
     admin,
     chat_completions,
+    conversations,
     health,
     models,
     responses,
@@ -62,6 +63,7 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
         chat_completions.router,
         stored_completions.router,
         responses.router,
+        conversations.router,
         admin.router,
         seed_routes.router,
     ):

@@ -13,6 +13,7 @@ from aiservice.errors import AuthenticationFailed
 from aiservice.governance.accounts import MASTER, Principal
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.chat_completions import ChatCompletionService
+from aiservice.services.conversations import ConversationService
 from aiservice.services.responses import ResponseService
 from aiservice.services.runtime import AppServices
 from aiservice.services.stored_completions import StoredCompletions
@@ -34,6 +35,10 @@ def stored_completions(request: Request) -> StoredCompletions:
 
 def responses(request: Request) -> ResponseService:
     return app_services(request).responses
+
+
+def conversations(request: Request) -> ConversationService:
+    return app_services(request).conversations
 
 
 def registry(request: Request) -> ModelRegistry:

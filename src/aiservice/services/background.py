@@ -148,7 +148,7 @@ class BackgroundWorker:
             if not await self._watch(row.id, work):
                 return None
             state, last_events = work.result()
-            return ResponseService.outcome(state, last_events)
+            return ResponseService.outcome(prepared, state, last_events)
         except asyncio.CancelledError:
             if self._handing_back:
                 raise

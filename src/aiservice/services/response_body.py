@@ -84,6 +84,8 @@ class ResponseState:
         }
         if request.user is not None:  # a string or absent, in OpenAI's schema
             body["user"] = request.user
+        if request.conversation_id is not None:
+            body["conversation"] = {"id": request.conversation_id}
         return body
 
 

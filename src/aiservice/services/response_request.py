@@ -106,6 +106,10 @@ class TextFormat(_Lenient):
         return self
 
 
+class ConversationRef(_Lenient):
+    id: str = Field(min_length=1, max_length=64)
+
+
 class TextConfig(_Lenient):
     format: TextFormat | None = None
 
@@ -120,7 +124,7 @@ class _ResponseInput(_Lenient):
     input: str | list[InputItem] | None = None
     instructions: str | None = None
     previous_response_id: str | None = Field(default=None, min_length=1, max_length=64)
-    conversation: Any = None
+    conversation: str | ConversationRef | None = None
     tools: list[FunctionToolParam] | None = Field(default=None, max_length=128)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
@@ -138,6 +142,12 @@ class _ResponseInput(_Lenient):
                     raise UnknownParameter(name)
         return body
 
+    @property
+    def conversation_id(self) -> str | None:
+        if isinstance(self.conversation, ConversationRef):
+            return self.conversation.id
+        return self.conversation
+
     @field_validator("input")
     @classmethod
     def _some_input(cls, value: str | list[InputItem] | None) -> str | list[InputItem] | None:
@@ -147,9 +157,11 @@ class _ResponseInput(_Lenient):
 
     @model_validator(mode="after")
     def _consistent(self) -> _ResponseInput:
-        if self.conversation is not None:
+        if self.conversation is not None and self.previous_response_id is not None:
             raise ParameterConflict(
-                "conversation", "Conversations are not supported yet; use previous_response_id."
+                "conversation",
+                "'conversation' and 'previous_response_id' cannot be used together: a response "
+                "continues either a conversation or a chain of responses.",
             )
         if self.input is None and self.previous_response_id is None:
             raise ParameterConflict("input", "Missing required parameter: 'input'.")

@@ -19,6 +19,7 @@ from aiservice.providers.base import (
     PromptMessage,
 )
 from aiservice.providers.registry import ModelRegistry
+from aiservice.services.conversations import ConversationService
 from aiservice.services.event_hub import EventHub
 from aiservice.services.response_body import Body, ResponseState
 from aiservice.services.response_items import Item, new_id, prompt_messages, stored_input_items
@@ -29,6 +30,7 @@ from aiservice.services.response_request import (
 )
 from aiservice.services.response_run import Event, ResponseRun, final_state
 from aiservice.services.stored_completions import Page
+from aiservice.store.conversations import ConversationStore, Turn
 from aiservice.store.responses import QUEUED, UNFINISHED, NewResponse, Outcome, ResponseStore
 from aiservice.store.tables import StoredResponse
 
@@ -61,6 +63,8 @@ class ResponseService:
         self,
         registry: ModelRegistry,
         store: ResponseStore,
+        conversations: ConversationService,
+        conversation_store: ConversationStore,
         retention_days: int,
         on_enqueued: Callable[[], None] = lambda: None,
         on_cancelled: Callable[[str], None] = lambda _id: None,
@@ -68,6 +72,8 @@ class ResponseService:
     ):
         self._registry = registry
         self._store = store
+        self._conversations = conversations
+        self._conversation_store = conversation_store
         self.event_hub = EventHub()
         self._poll_s = poll_s
         self._retention_s = retention_days * 86400 if retention_days else None
@@ -87,8 +93,7 @@ class ResponseService:
 
     async def complete(self, prepared: PreparedResponse) -> Body:
         state = await final_state(ResponseRun(prepared.state, prepared.generation))
-        if prepared.request.stored:
-            await self._save(prepared, state)
+        await self._keep(prepared, state)
         return state.body()
 
     async def stream(self, prepared: PreparedResponse) -> AsyncIterator[Event]:
@@ -98,8 +103,8 @@ class ResponseService:
         for event in run.opening():
             yield event
         async for event in run.events():
-            if prepared.request.stored and event["type"] in _FINAL_EVENTS:
-                await self._save(prepared, run.state)
+            if event["type"] in _FINAL_EVENTS:
+                await self._keep(prepared, run.state)
             yield event
 
     async def enqueue(self, request: ResponseRequest, owner: str) -> Body:
@@ -165,7 +170,17 @@ class ResponseService:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(recorded.wait(), self._poll_s)
 
-    async def _save(self, prepared: PreparedResponse, state: ResponseState) -> None:
+    async def _keep(self, prepared: PreparedResponse, state: ResponseState) -> None:
+        """Store the ended response and add its turn to its conversation, in one transaction."""
+        turn = conversation_turn(prepared, state)
+        if prepared.request.stored:
+            await self._save(prepared, state, turn)
+        elif turn is not None:
+            await self._conversation_store.append(turn)
+
+    async def _save(
+        self, prepared: PreparedResponse, state: ResponseState, turn: Turn | None
+    ) -> None:
         usage = state.usage
         await self._store.insert(
             NewResponse(
@@ -182,7 +197,8 @@ class ResponseService:
                 response=state.body(),
                 input_tokens=usage.prompt_tokens if usage else 0,
                 output_tokens=usage.completion_tokens if usage else 0,
-            )
+            ),
+            turn=turn,
         )
 
     def _expiry(self, created_at: int) -> int | None:
@@ -199,7 +215,9 @@ class ResponseService:
         return PreparedResponse(row.owner, request, row.input_items, state, generation)
 
     @staticmethod
-    def outcome(state: ResponseState, events: list[Event] | None = None) -> Outcome:
+    def outcome(
+        prepared: PreparedResponse, state: ResponseState, events: list[Event] | None = None
+    ) -> Outcome:
         usage = state.usage
         return Outcome(
             status=state.status,
@@ -208,6 +226,7 @@ class ResponseService:
             input_tokens=usage.prompt_tokens if usage else 0,
             output_tokens=usage.completion_tokens if usage else 0,
             events=events or [],
+            turn=conversation_turn(prepared, state),
         )
 
     @staticmethod
@@ -287,6 +306,8 @@ class ResponseService:
         items: list[Item] = []
         if request.previous_response_id is not None:
             items = await self._chain_items(owner, request.previous_response_id)
+        elif request.conversation_id is not None:
+            items = await self._conversations.context_items(owner, request.conversation_id)
         items += input_items
         system = [PromptMessage("system", request.instructions)] if request.instructions else []
         messages = prompt_messages(items)
@@ -318,6 +339,14 @@ class ResponseService:
             items += row.input_items
             items += row.response.get("output") or []
         return items
+
+
+def conversation_turn(prepared: PreparedResponse, state: ResponseState) -> Turn | None:
+    """What the response adds to its conversation: nothing unless it ended with output."""
+    conversation_id = prepared.request.conversation_id
+    if conversation_id is None or state.status not in _CONTINUABLE:
+        return None
+    return Turn(prepared.owner, conversation_id, prepared.input_items + state.output)
 
 
 def _generation_request(

@@ -18,11 +18,13 @@ from aiservice.governance.master_key import MasterKey, bootstrap_master_key
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.background import BackgroundWorker, WorkerSettings
 from aiservice.services.chat_completions import ChatCompletionService
+from aiservice.services.conversations import ConversationService
 from aiservice.services.responses import ResponseService
 from aiservice.services.stored_completions import StoredCompletions
 from aiservice.settings import Settings
 from aiservice.store.accounts import AccountStore
 from aiservice.store.completions import CompletionStore
+from aiservice.store.conversations import ConversationStore
 from aiservice.store.database import Database, database_url
 from aiservice.store.migrate import upgrade_database
 from aiservice.store.responses import ResponseStore
@@ -40,6 +42,7 @@ class AppServices:
     chat_completions: ChatCompletionService
     stored_completions: StoredCompletions
     responses: ResponseService
+    conversations: ConversationService
     response_store: ResponseStore
     accounts: Accounts
     login_throttle: LoginThrottle
@@ -52,14 +55,22 @@ def build_services(settings: Settings) -> AppServices:
     database = Database(database_url(settings))
     stored = StoredCompletions(CompletionStore(database), settings.retention_days)
     response_store = ResponseStore(database)
+    conversation_store = ConversationStore(database)
+    conversations = ConversationService(conversation_store)
     return AppServices(
         registry=registry,
         database=database,
         chat_completions=ChatCompletionService(registry, stored),
         stored_completions=stored,
         responses=ResponseService(
-            registry, response_store, settings.retention_days, poll_s=settings.worker_poll_s
+            registry,
+            response_store,
+            conversations,
+            conversation_store,
+            settings.retention_days,
+            poll_s=settings.worker_poll_s,
         ),
+        conversations=conversations,
         response_store=response_store,
         accounts=Accounts(AccountStore(database)),
         login_throttle=LoginThrottle(),

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
+from aiservice.store.conversations import Turn, append_turn
 from aiservice.store.database import Database
 from aiservice.store.tables import ResponseEvent, StoredResponse
 
@@ -56,6 +57,7 @@ class Outcome:
     input_tokens: int
     output_tokens: int
     events: list[dict[str, Any]] = field(default_factory=list)  # the last streaming events
+    turn: Turn | None = None  # appended to its conversation with the end
 
 
 # PostgreSQL notification channels: a job was queued; a job was cancelled (payload: its id).
@@ -97,8 +99,11 @@ class ResponseStore:
                     for channel, listener in listeners.items():
                         await raw.remove_listener(channel, listener)
 
-    async def insert(self, new: NewResponse, events: list[dict[str, Any]] = ()) -> None:
-        """Write a response, with the first streaming events of a streamed background one."""
+    async def insert(
+        self, new: NewResponse, events: list[dict[str, Any]] = (), turn: Turn | None = None
+    ) -> None:
+        """Write a response, with the first streaming events of a streamed background one, or
+        with the turn it adds to its conversation."""
         async with self._sessions.begin() as session:
             await session.execute(
                 insert(StoredResponse).values(
@@ -120,6 +125,8 @@ class ResponseStore:
                 )
             )
             await _insert_events(session, new.id, events)
+            if turn is not None:
+                await append_turn(session, turn)
             if new.status == QUEUED:
                 await self._notify(session, JOBS_CHANNEL, "")  # delivered at commit
 
@@ -312,6 +319,8 @@ class ResponseStore:
             if result.rowcount == 0:
                 return False
             await _insert_events(session, response_id, outcome.events)
+            if outcome.turn is not None:
+                await append_turn(session, outcome.turn)
             return True
 
     async def release(self, response_id: str, worker_id: str) -> bool:

@@ -133,3 +133,33 @@ class ResponseEvent(Base):
     )
     sequence_number: Mapped[int] = mapped_column(Integer, primary_key=True)
     event: Mapped[dict[str, Any]] = mapped_column(Document)
+
+
+class Conversation(Base):
+    """A long-lived conversation of the Conversations API. It does not expire."""
+
+    __tablename__ = "conversations"
+
+    seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)  # "conv_…"
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", Document)
+
+
+class ConversationItem(Base):
+    """One item of a conversation, in the order it was added (`seq`)."""
+
+    __tablename__ = "conversation_items"
+
+    seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    conversation_seq: Mapped[int] = mapped_column(
+        SequenceNumber, ForeignKey("conversations.seq", ondelete="CASCADE")
+    )
+    item_id: Mapped[str] = mapped_column(String(64))
+    item: Mapped[dict[str, Any]] = mapped_column(Document)
+
+    __table_args__ = (
+        Index("ix_conversation_items_conversation_seq", "conversation_seq", "seq"),
+        Index("ix_conversation_items_item", "conversation_seq", "item_id", unique=True),
+    )
