@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from aiservice.store.conversations import ConversationStore, Turn
 from aiservice.store.database import SQLITE_FILE_NAME, Database
 from aiservice.store.migrate import upgrade_database
 from aiservice.store.responses import NewResponse, Outcome, ResponseStore
@@ -197,3 +198,30 @@ async def test_purge_deletes_expired_ended_responses_only(store_url):
             assert await store.get_by_id(kept.id) is not None
         # An expired response is invisible to its owner even before the purge.
         assert await store.get(OWNER, expired_but_queued.id, int(time.time())) is None
+
+
+async def test_a_turn_is_appended_only_with_the_end_that_is_written(store_url):
+    """The conversation gets a job's turn in the transaction that writes its end; a worker
+    whose end is refused (the job was cancelled) adds nothing."""
+    database = Database(store_url)
+    store, conversations = ResponseStore(database), ConversationStore(database)
+    try:
+        conversation = await conversations.create("conv_1", OWNER, int(time.time()), {}, [])
+        kept, cancelled = queued(), queued()
+        for job in (kept, cancelled):
+            await store.insert(job)
+        await store.claim("w", time.time(), 30)
+        await store.claim("w", time.time(), 30)
+        assert await store.cancel(OWNER, cancelled.id, {"id": cancelled.id})
+
+        def turn(text: str) -> Turn:
+            return Turn(OWNER, "conv_1", [{"id": f"msg_{text}", "type": "message", "text": text}])
+
+        refused = Outcome("completed", {}, "m", 1, 1, turn=turn("late"))
+        assert not await store.finish(cancelled.id, "w", refused)
+        written = Outcome("completed", {}, "m", 1, 1, turn=turn("kept"))
+        assert await store.finish(kept.id, "w", written)
+        page = await conversations.items(conversation, limit=10, order="asc", after=None)
+    finally:
+        await database.close()
+    assert [item["id"] for item in page.items] == ["msg_kept"]
