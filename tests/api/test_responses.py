@@ -543,15 +543,14 @@ def test_max_output_tokens_below_16_is_refused(http, value):
     ("fields", "param"),
     [
         ({"model": None}, "model"),
-        ({"conversation": "conv_123"}, "conversation"),
-        ({"conversation": {"id": "conv_123"}}, "conversation"),
+        ({"conversation": {"name": "no id"}}, "conversation"),
         ({"tools": [{"type": "web_search"}]}, "tools[0]"),
         (
             {"tools": [WEATHER_TOOL, {"type": "file_search", "vector_store_ids": ["vs_1"]}]},
             "tools[1]",
         ),
     ],
-    ids=["missing-model", "conversation-id", "conversation-object", "web-search", "file-search"],
+    ids=["missing-model", "conversation-without-id", "web-search", "file-search"],
 )
 def test_unsupported_requests_name_the_parameter(http, fields, param):
     assert_error_envelope(http.post(URL, json=request_body(**fields)), 400, param=param)
