@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from aiservice.errors import AIServiceError
 from aiservice.governance.accounts import Accounts
 from aiservice.observability.logging import configure_logging
-from aiservice.settings import ConfigError, Settings, load_settings
+from aiservice.settings import ConfigError, Settings, default_home, load_settings
 from aiservice.store.accounts import AccountStore
 from aiservice.store.database import Database, database_url
 from aiservice.store.migrate import upgrade_database
@@ -169,6 +169,67 @@ async def _purge(url: str, retention_days: int) -> tuple[int, int]:
         return completions, responses
     finally:
         await database.close()
+
+
+@app.command()
+def chat(
+    conversation: Annotated[
+        str | None, typer.Option(help="Resume this conversation (conv_...) instead of a new one.")
+    ] = None,
+    model: Annotated[str, typer.Option(help="The model to talk to.")] = "gpt-4o-mini",
+    server: Annotated[
+        str | None,
+        typer.Option(
+            help="A running aiservice, e.g. http://127.0.0.1:5000 (default: run one in this "
+            "process, on $AISERVICE_HOME)."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            help="API key for --server (default $AISERVICE_API_KEY, then $OPENAI_API_KEY).",
+            show_default=False,
+        ),
+    ] = None,
+    max_output_tokens: Annotated[int, typer.Option(min=1, help="Longest reply, in tokens.")] = 256,
+    temperature: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=2.0, help="Sampling temperature (default: the server's)."),
+    ] = None,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(help="Where each exchange is logged (default $AISERVICE_HOME/chat.log)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML configuration file, without --server (default $AISERVICE_HOME/config.toml)."
+        ),
+    ] = None,
+) -> None:
+    """Chat with a model; the conversation is kept by the server, so it can be resumed."""
+    if server is not None and config is not None:
+        err.print("--config is for the in-process service; a --server has its own.")
+        raise typer.Exit(2)
+    settings = _settings_or_exit(config) if server is None else None
+    from aiservice.chat import LOG_NAME, ChatOptions, run_chat  # imports the openai SDK: slow
+
+    home = settings.home if settings is not None else default_home()
+    options = ChatOptions(
+        model=model,
+        max_output_tokens=max_output_tokens,
+        temperature=temperature,
+        log_path=log_file or home / LOG_NAME,
+    )
+    raise typer.Exit(
+        run_chat(
+            options,
+            conversation_id=conversation,
+            server_url=server,
+            api_key=api_key,
+            settings=settings,
+        )
+    )
 
 
 users = typer.Typer(
