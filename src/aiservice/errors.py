@@ -41,6 +41,7 @@ class ContextLengthExceeded(InvalidRequest):
     """The prompt (plus the requested completion) does not fit the model's context."""
 
     default_code = "context_length_exceeded"
+    prompt_tokens: int | None = None  # what the prompt counted, when the provider knows
 
 
 class AuthenticationFailed(AIServiceError):

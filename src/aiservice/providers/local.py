@@ -138,12 +138,14 @@ class LocalProvider(ChatProvider):
             asked = f"{prompt_tokens} in the messages" + (
                 f", {max_tokens} in the completion" if max_tokens is not None else ""
             )
-            raise ContextLengthExceeded(
+            error = ContextLengthExceeded(
                 f"This model's maximum context length is {window} tokens. However, you requested "
                 f"{prompt_tokens + (max_tokens or 0)} tokens ({asked}). Please reduce the length "
                 "of the messages or completion.",
                 param="messages",
             )
+            error.prompt_tokens = prompt_tokens
+            raise error
         return max_tokens if max_tokens is not None else window - prompt_tokens
 
     def _check_grammar(self, grammar: str) -> None:

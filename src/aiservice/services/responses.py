@@ -282,8 +282,14 @@ class ResponseService:
         }
 
     async def count_input_tokens(self, request: InputTokensRequest, owner: str) -> dict[str, Any]:
-        generation = await self._generation(request, owner, stored_input_items(request.input))
-        return {"object": "response.input_tokens", "input_tokens": generation.prompt_tokens}
+        try:
+            generation = await self._generation(request, owner, stored_input_items(request.input))
+            tokens = generation.prompt_tokens
+        except ContextLengthExceeded as exc:
+            if exc.prompt_tokens is None:
+                raise
+            tokens = exc.prompt_tokens  # too long to run, not too long to count
+        return {"object": "response.input_tokens", "input_tokens": tokens}
 
     async def purge_expired(self) -> int:
         return await self._store.purge_expired(int(time.time()))
