@@ -95,6 +95,8 @@ def start_server(
         **os.environ,
         "AISERVICE_HOME": str(home),
         "AISERVICE_MASTER_KEY": MASTER_KEY,
+        # A key in the developer's environment would send gpt-4o* to OpenAI.
+        "OPENAI_API_KEY": None,
         **(env or {}),
     }
     process_env = {name: value for name, value in merged_env.items() if value is not None}

@@ -135,11 +135,23 @@ def test_every_problem_is_listed(tmp_path: Path) -> None:
         ('log_level = "LOUD"\n', "log_level"),
         ("max_request_bytes = 10\n", "max_request_bytes"),
         ('[[models]]\nname = ""\n', "models[0].name"),
-        ('[[models]]\nname = "m"\nprovider = "openai"\n', "models[0].provider"),
+        ('[[models]]\nname = "m"\nprovider = "anthropic"\n', "models[0].provider"),
         ('[[models]]\nname = "m"\ncontext_window = 16\n', "models[0].context_window"),
         ('[[models]]\nname = "m"\nmin_p = 2.0\n', "models[0].min_p"),
         ("[[models]]\npath = 3\n", "models[0].name"),
         ('models = "smollm"\n', "models"),
+        ('[[models]]\nname = "m"\nbase_url = "http://x/v1"\n', "models[0]"),
+        ('[[models]]\nname = "m"\nprovider = "openai"\nthreads = 2\n', "models[0]"),
+        (
+            '[[models]]\nname = "m"\nprovider = "openai"\nbase_url = "ftp://x"\n',
+            "models[0].base_url",
+        ),
+        (
+            '[[models]]\nname = "m"\nprovider = "openai"\nmax_retries = -1\n',
+            "models[0].max_retries",
+        ),
+        ('[[models]]\nname = "m"\nfallbacks = ["nowhere"]\n', "models[0].fallbacks"),
+        ('[[models]]\nname = "m"\nfallbacks = ["m"]\n', "models[0]"),
     ],
 )
 def test_an_invalid_entry_is_named(tmp_path: Path, toml: str, location: str) -> None:
@@ -172,3 +184,26 @@ def test_a_bad_environment_value_is_blamed_on_the_variable(
     monkeypatch.setenv("AISERVICE_PORT", "not-a-port")
     message = problems(config)
     assert message.startswith("environment variable AISERVICE_PORT: port: "), message
+
+
+def test_openai_api_key_sends_openai_model_names_to_openai(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AISERVICE_HOME", str(tmp_path))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    settings = load_settings()
+    upstream = {m.name: m for m in settings.models if m.provider == "openai"}
+    assert set(upstream) == {"gpt-4o", "gpt-4o-mini", "gpt-4-turbo", "gpt-3.5-turbo"}
+    assert all(m.upstream_url == "https://api.openai.com/v1" for m in upstream.values())
+    assert all(m.fallbacks == ["smollm2-135m-instruct"] for m in upstream.values())
+    # Configured models say otherwise: only they are served.
+    write(tmp_path / "config.toml", '[[models]]\nname = "mine"\n')
+    assert [m.name for m in load_settings().models] == ["mine"]
+
+
+def test_without_openai_api_key_only_the_local_model_is_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AISERVICE_HOME", str(tmp_path))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert [m.provider for m in load_settings().models] == ["local"]

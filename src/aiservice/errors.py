@@ -91,6 +91,22 @@ class ServiceUnavailable(AIServiceError):
     default_code = "service_unavailable"
 
 
+class UpstreamUnavailable(ServiceUnavailable):
+    """An upstream did not answer usably after its retries, or its circuit is open (503):
+    the moment to try a fallback model."""
+
+    default_code = "upstream_unavailable"
+
+
+class UpstreamRefused(AIServiceError):
+    """An upstream refused the request for a reason that is ours, not the client's (502):
+    its key, an unknown upstream model. Never retried; the message names no secret."""
+
+    status_code = 502
+    error_type = "server_error"
+    default_code = "upstream_error"
+
+
 class InternalError(AIServiceError):
     """Anything unexpected: the message never carries the exception's own text."""
 

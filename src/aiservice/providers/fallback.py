@@ -1,0 +1,76 @@
+"""Fallbacks: when a model's upstream is unavailable (its retries exhausted or its circuit
+open), the next model of its `fallbacks` answers instead — as long as nothing has reached
+the client yet."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+
+from aiservice.errors import UpstreamUnavailable
+from aiservice.providers.base import (
+    ChatProvider,
+    GenerationEvent,
+    GenerationRequest,
+    PreparedGeneration,
+)
+
+log = logging.getLogger(__name__)
+
+
+class FallbackProvider(ChatProvider):
+    """A model's provider followed by its fallbacks, each as (served model name, provider)."""
+
+    def __init__(
+        self,
+        primary: ChatProvider,
+        fallbacks: Callable[[], list[tuple[str, ChatProvider]]],
+    ):
+        self._primary = primary
+        self._fallbacks = fallbacks  # resolved late: fallbacks may be declared after the model
+        self.capabilities = primary.capabilities
+
+    @property
+    def ready(self) -> bool:
+        return self._primary.ready
+
+    async def prepare_chat(self, request: GenerationRequest) -> PreparedGeneration:
+        return FallbackGeneration(
+            await self._primary.prepare_chat(request), request, self._fallbacks()
+        )
+
+
+class FallbackGeneration(PreparedGeneration):
+    def __init__(
+        self,
+        primary: PreparedGeneration,
+        request: GenerationRequest,
+        fallbacks: list[tuple[str, ChatProvider]],
+    ):
+        self._current = primary
+        self._request = request
+        self._fallbacks = fallbacks
+        self.model = primary.model
+        self.prompt_tokens = primary.prompt_tokens
+
+    async def events(self) -> AsyncIterator[GenerationEvent]:
+        remaining = list(self._fallbacks)
+        while True:
+            started = False
+            try:
+                async for event in self._current.events():
+                    started = True
+                    yield event
+                return
+            except UpstreamUnavailable as exc:
+                if started or not remaining:
+                    raise
+                name, provider = remaining.pop(0)
+                log.warning(
+                    "falling back",
+                    extra={"model": self.model, "fallback": name, "reason": exc.message},
+                )
+                self._current = await provider.prepare_chat(replace(self._request, model=name))
+                self.model = self._current.model
+                self.prompt_tokens = self._current.prompt_tokens

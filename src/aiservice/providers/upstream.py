@@ -1,0 +1,415 @@
+"""The OpenAI-compatible upstream provider: OpenAI itself, vLLM, Ollama, llama.cpp's server,
+another gateway — anything that serves `POST /v1/chat/completions`.
+
+Every request is sent streamed (with `include_usage`), whether the client streams or not: one
+code path, and a first-byte boundary that is the same for both. Until the first chunk has
+arrived an attempt may be retried (429, 5xx, timeouts, dropped connections, malformed data),
+with exponential backoff and jitter, waiting at least what `Retry-After` asks; 400, 401, 403
+and 404 are never retried. After the first chunk, a failure ends the generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from aiservice.errors import InvalidRequest, UpstreamRefused, UpstreamUnavailable
+from aiservice.providers.base import (
+    Capabilities,
+    ChatProvider,
+    ChoiceFinished,
+    GenerationEvent,
+    GenerationRequest,
+    PreparedGeneration,
+    PromptMessage,
+    TextDelta,
+    TokenLogprob,
+    ToolCall,
+    TopLogprob,
+    Usage,
+)
+from aiservice.providers.breaker import CircuitBreaker
+from aiservice.settings import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+class _Transient(Exception):
+    """An attempt that may be tried again; `retry_after` is what the upstream asked for."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try at the upstream, kept for the usage ledger and the logs."""
+
+    model: str
+    upstream: str
+    outcome: str  # "ok" or the reason it failed
+    latency_ms: float
+
+
+class UpstreamProvider(ChatProvider):
+    """One configured upstream model."""
+
+    capabilities = Capabilities(streaming=True, tools=True, json_schema=True, logprobs=True)
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self.model_id = config.name
+        self._client: httpx.AsyncClient | None = None
+        self.breaker = CircuitBreaker(
+            config.upstream_url, config.breaker_failures, config.breaker_reset_s
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self._client is not None
+
+    async def start(self) -> None:
+        config = self.config
+        timeout = httpx.Timeout(
+            connect=config.connect_timeout_s,
+            read=config.first_byte_timeout_s or config.timeout_s,
+            write=config.timeout_s,
+            pool=config.timeout_s,
+        )
+        # One pool per upstream, kept for the life of the process.
+        self._client = httpx.AsyncClient(
+            base_url=config.upstream_url,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def prepare_chat(self, request: GenerationRequest) -> PreparedGeneration:
+        if self._client is None:
+            raise UpstreamUnavailable(f"The model `{self.model_id}` is not started.")
+        return UpstreamGeneration(self, self._client, _chat_body(request, self.config))
+
+    def headers(self) -> dict[str, str]:
+        key = os.environ.get(self.config.upstream_key_variable)
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+@dataclass(slots=True)
+class _ChoiceState:
+    calls: dict[int, dict[str, str]] = field(default_factory=dict)
+    text_chars: int = 0
+
+
+class UpstreamGeneration(PreparedGeneration):
+    def __init__(self, provider: UpstreamProvider, client: httpx.AsyncClient, body: dict[str, Any]):
+        self._provider = provider
+        self._client = client
+        self._body = body
+        self.model = provider.model_id
+        self.prompt_tokens = 0  # known once the upstream says
+        self.attempts: list[Attempt] = []
+
+    async def events(self) -> AsyncIterator[GenerationEvent]:
+        config = self._provider.config
+        async with asyncio.timeout(config.timeout_s):
+            response, lines, first = await self._first_chunk()
+            try:
+                choices: dict[int, _ChoiceState] = {}
+                usage: Usage | None = None
+                chunk: dict[str, Any] | None = first
+                while chunk is not None:
+                    for event in _events_of(chunk, choices):
+                        yield event
+                    if chunk.get("usage"):
+                        usage = Usage(
+                            chunk["usage"].get("prompt_tokens", 0),
+                            chunk["usage"].get("completion_tokens", 0),
+                        )
+                    chunk = await _next_chunk(lines, after_first=True)
+            finally:
+                await response.aclose()
+        yield usage or _estimated_usage(self._body, choices)
+
+    async def _first_chunk(
+        self,
+    ) -> tuple[httpx.Response, AsyncIterator[str], dict[str, Any] | None]:
+        """Open the stream and read its first chunk, retrying what may be retried."""
+        config, breaker = self._provider.config, self._provider.breaker
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(config.max_retries + 1),
+            wait=_wait_backoff_or_retry_after,
+            retry=retry_if_exception_type(_Transient),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if not breaker.allow():
+                        raise UpstreamUnavailable(
+                            f"The upstream of `{self.model}` is failing; its circuit is open."
+                        )
+                    return await self._try_once()
+        except _Transient as exc:
+            raise UpstreamUnavailable(
+                f"The upstream of `{self.model}` did not answer after "
+                f"{config.max_retries + 1} attempts ({exc.reason})."
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _try_once(self) -> tuple[httpx.Response, AsyncIterator[str], dict[str, Any] | None]:
+        provider = self._provider
+        started = time.monotonic()
+        response: httpx.Response | None = None
+        try:
+            request = self._client.build_request(
+                "POST", "/chat/completions", json=self._body, headers=provider.headers()
+            )
+            response = await self._client.send(request, stream=True)
+            if response.status_code >= 400:
+                await response.aread()
+                raise _refusal(response, self.model)
+            lines = response.aiter_lines()
+            first = await _next_chunk(lines, after_first=False)
+        except _Transient as exc:
+            self._record(started, exc.reason)
+            provider.breaker.failed()
+            if response is not None:
+                await response.aclose()
+            raise
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            reason = type(exc).__name__
+            self._record(started, reason)
+            provider.breaker.failed()
+            if response is not None:
+                await response.aclose()
+            raise _Transient(reason) from None
+        except BaseException:
+            if response is not None:
+                await response.aclose()
+            raise
+        self._record(started, "ok")
+        provider.breaker.succeeded()
+        return response, lines, first
+
+    def _record(self, started: float, outcome: str) -> None:
+        attempt = Attempt(
+            self.model,
+            self._provider.config.upstream_url,
+            outcome,
+            round((time.monotonic() - started) * 1000, 2),
+        )
+        self.attempts.append(attempt)
+        log.info(
+            "upstream attempt",
+            extra={
+                "model": attempt.model,
+                "upstream": attempt.upstream,
+                "outcome": attempt.outcome,
+                "latency_ms": attempt.latency_ms,
+                "attempt": len(self.attempts),
+            },
+        )
+
+
+def _wait_backoff_or_retry_after(state: RetryCallState) -> float:
+    backoff = wait_exponential_jitter(initial=0.5, max=8, jitter=0.5)(state)
+    exc = state.outcome.exception() if state.outcome else None
+    asked = exc.retry_after if isinstance(exc, _Transient) else None
+    return max(backoff, asked or 0.0)
+
+
+def _refusal(response: httpx.Response, model: str) -> Exception:
+    status = response.status_code
+    message, param = _upstream_error(response)
+    if status == 429 or status >= 500:
+        return _Transient(f"HTTP {status}", _retry_after(response))
+    if status in (400, 422):
+        return InvalidRequest(message or "The upstream refused the request.", param=param)
+    # 401/403/404 and the like are about our configuration, not the client's request.
+    return UpstreamRefused(f"The upstream of `{model}` refused the request (HTTP {status}).")
+
+
+def _upstream_error(response: httpx.Response) -> tuple[str | None, str | None]:
+    try:
+        error = response.json().get("error") or {}
+        return error.get("message"), error.get("param")
+    except (ValueError, AttributeError):
+        return None, None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def _next_chunk(lines: AsyncIterator[str], *, after_first: bool) -> dict[str, Any] | None:
+    """The next `data:` chunk of the SSE stream; None at `[DONE]` or the end."""
+    async for line in lines:
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return None
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            if after_first:
+                raise UpstreamUnavailable("The upstream sent malformed data.") from None
+            raise _Transient("malformed data") from None
+        if not isinstance(chunk, dict):
+            raise (
+                _Transient("malformed data")
+                if not after_first
+                else UpstreamUnavailable("The upstream sent malformed data.")
+            )
+        return chunk
+    if not after_first:
+        raise _Transient("empty stream")
+    return None
+
+
+def _events_of(chunk: dict[str, Any], choices: dict[int, _ChoiceState]) -> list[GenerationEvent]:
+    events: list[GenerationEvent] = []
+    for choice in chunk.get("choices") or []:
+        index = choice.get("index", 0)
+        state = choices.setdefault(index, _ChoiceState())
+        delta = choice.get("delta") or {}
+        text = delta.get("content")
+        logprobs = (choice.get("logprobs") or {}).get("content")
+        if text:
+            state.text_chars += len(text)
+            events.append(TextDelta(index, text, _logprobs(logprobs)))
+        for call in delta.get("tool_calls") or []:
+            slot = state.calls.setdefault(call.get("index", 0), {"id": "", "name": "", "args": ""})
+            function = call.get("function") or {}
+            slot["id"] = call.get("id") or slot["id"]
+            slot["name"] += function.get("name") or ""
+            slot["args"] += function.get("arguments") or ""
+        if choice.get("finish_reason"):
+            calls = [
+                ToolCall(slot["id"], slot["name"], slot["args"])
+                for _, slot in sorted(state.calls.items())
+            ]
+            events.append(ChoiceFinished(index, choice["finish_reason"], calls or None))
+    return events
+
+
+def _logprobs(content: list[dict[str, Any]] | None) -> list[TokenLogprob] | None:
+    if content is None:
+        return None
+    return [
+        TokenLogprob(
+            token=lp["token"],
+            logprob=lp["logprob"],
+            bytes=lp.get("bytes") or [],
+            top_logprobs=[
+                TopLogprob(t["token"], t["logprob"], t.get("bytes") or [])
+                for t in lp.get("top_logprobs") or []
+            ],
+        )
+        for lp in content
+    ]
+
+
+def _estimated_usage(body: dict[str, Any], choices: dict[int, _ChoiceState]) -> Usage:
+    """An upstream that sent no usage: about four characters a token, as OpenAI's guide says."""
+    prompt_chars = sum(len(str(m.get("content") or "")) for m in body["messages"])
+    completion_chars = sum(state.text_chars for state in choices.values())
+    return Usage(math.ceil(prompt_chars / 4), math.ceil(completion_chars / 4))
+
+
+def _chat_body(request: GenerationRequest, config: ModelConfig) -> dict[str, Any]:
+    """The upstream's chat request: OpenAI's parameters, for its model name."""
+    body: dict[str, Any] = {
+        "model": config.upstream_name,
+        "messages": [_wire_message(m) for m in request.messages],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+    }
+    optional = {
+        "max_tokens": request.max_tokens,
+        "n": request.n if request.n != 1 else None,
+        "stop": request.stop or None,
+        "seed": request.seed,
+        "frequency_penalty": request.frequency_penalty or None,
+        "presence_penalty": request.presence_penalty or None,
+        "logit_bias": {str(k): v for k, v in request.logit_bias.items()} or None,
+        "logprobs": request.logprobs or None,
+        "top_logprobs": request.top_logprobs or None,
+    }
+    body.update({name: value for name, value in optional.items() if value is not None})
+    output = request.output_format
+    if output is not None and output.type == "json_object":
+        body["response_format"] = {"type": "json_object"}
+    elif output is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": output.schema or {}, "strict": True},
+        }
+    if request.tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    "description": tool.description or "",
+                    "parameters": tool.parameters or {"type": "object", "properties": {}},
+                },
+            }
+            for tool in request.tools
+        ]
+        choice = request.tool_choice
+        body["tool_choice"] = (
+            choice
+            if choice in ("none", "auto", "required")
+            else {"type": "function", "function": {"name": choice}}
+        )
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+    return body
+
+
+def _wire_message(message: PromptMessage) -> dict[str, Any]:
+    wire: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        wire["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+        if not message.content:
+            wire["content"] = None
+    if message.tool_call_id:
+        wire["tool_call_id"] = message.tool_call_id
+    if message.name:
+        wire["name"] = message.name
+    return wire
