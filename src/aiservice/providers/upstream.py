@@ -128,7 +128,8 @@ class UpstreamGeneration(PreparedGeneration):
         self._client = client
         self._body = body
         self.model = provider.model_id
-        self.prompt_tokens = 0  # known once the upstream says
+        # An estimate until the upstream reports its count (which then wins).
+        self.prompt_tokens = _estimated_usage(body, {}).prompt_tokens
         self.attempts: list[Attempt] = []
 
     async def events(self) -> AsyncIterator[GenerationEvent]:
