@@ -148,7 +148,16 @@ class UpstreamGeneration(PreparedGeneration):
                             chunk["usage"].get("prompt_tokens", 0),
                             chunk["usage"].get("completion_tokens", 0),
                         )
-                    chunk = await _next_chunk(lines, after_first=True)
+                    try:
+                        chunk = await _next_chunk(lines, after_first=True)
+                    except (httpx.TimeoutException, httpx.TransportError) as exc:
+                        log.warning(
+                            "upstream stream broken",
+                            extra={"model": self.model, "error_type": type(exc).__name__},
+                        )
+                        raise UpstreamUnavailable(
+                            f"The upstream of `{self.model}` stopped answering mid-stream."
+                        ) from None
             finally:
                 await response.aclose()
         yield usage or _estimated_usage(self._body, choices)
