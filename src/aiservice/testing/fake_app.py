@@ -1,0 +1,206 @@
+"""The fake upstream's ASGI application: OpenAI's routes, the request log, faults, and the
+`/_fake/` routes that control it over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from aiservice.testing.chat_replies import chat_chunks, chat_completion, plan_chat
+from aiservice.testing.delivery import (
+    Answer,
+    Receive,
+    Send,
+    data_event,
+    error_answer,
+    json_answer,
+    named_event,
+    send_answer,
+    send_faulty,
+)
+from aiservice.testing.faults import Fault, FaultQueue
+from aiservice.testing.recording import RequestLog
+from aiservice.testing.response_replies import plan_response, response_events, response_object
+from aiservice.testing.wire import Body, ReplySource
+
+DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini")
+MODEL_CREATED = 1_700_000_000
+REPLY_HEADER = "x-fake-reply"
+_DONE = b"data: [DONE]\n\n"
+_NOT_JSON = object()
+
+
+@dataclass(slots=True)
+class Incoming:
+    """A request the fake serves: its path, headers (lower-cased names) and JSON body."""
+
+    path: str
+    headers: dict[str, str]
+    body: Body
+
+
+Route = Callable[[Incoming], Answer]
+
+
+@dataclass(slots=True)
+class Behaviour:
+    """How the fake answers when no fault applies; may be changed while it runs."""
+
+    reply: ReplySource = None  # None: "Fake reply to: <last user message>"
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    api_key: str | None = None  # None: any key (or none) is accepted
+
+
+class FakeUpstreamApp:
+    """An ASGI app speaking OpenAI's protocol, deterministic unless a queued fault applies."""
+
+    def __init__(self, behaviour: Behaviour, requests: RequestLog) -> None:
+        self.behaviour = behaviour
+        self.requests = requests
+        self.faults = FaultQueue()
+        self._stopping: asyncio.Event | None = None
+        self._serials = itertools.count(1)
+        self._routes: dict[tuple[str, str], Route] = {
+            ("POST", "/v1/chat/completions"): self._chat_completions,
+            ("POST", "/v1/responses"): self._responses,
+            ("GET", "/v1/models"): self._models,
+        }
+
+    def serving(self) -> None:
+        """Called in the server's event loop as it starts: a fresh shutdown signal."""
+        self._stopping = asyncio.Event()
+
+    def stopping(self) -> None:
+        """Called in the server's event loop as it stops: stalled answers drop at once."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # no lifespan work, no websockets
+        method, path = scope["method"], scope["path"]
+        raw = await _read_body(receive)
+        if path.startswith("/_fake/"):
+            return await send_answer(send, self._control(method, path, raw))
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        body = _parse(raw)
+        self.requests.record(method, path, headers, None if body is _NOT_JSON else body)
+        refusal = self._refusal(method, path, headers, body)
+        if refusal is not None:
+            return await send_answer(send, refusal)
+        incoming = Incoming(path, headers, body if isinstance(body, dict) else {})
+        route = self._route(method, path)
+        assert route is not None  # _refusal answered unknown routes
+        fault = self.faults.take(path, incoming.body.get("stream") is True)
+        if fault is None:
+            return await send_answer(send, route(incoming))
+        if self._stopping is None:
+            self.serving()  # run by another server than FakeUpstream's
+        assert self._stopping is not None
+        await send_faulty(send, receive, fault, lambda: route(incoming), self._stopping)
+
+    def _route(self, method: str, path: str) -> Route | None:
+        if path.startswith("/v1/models/"):
+            return self._model if method == "GET" else None
+        return self._routes.get((method, path))
+
+    def _refusal(self, method: str, path: str, headers: dict[str, str], body: Any) -> Answer | None:
+        """The error answer for a request the fake will not serve; None when it will."""
+        api_key = self.behaviour.api_key
+        if api_key is not None and headers.get("authorization") != f"Bearer {api_key}":
+            return error_answer(401, "Incorrect API key provided.")
+        if self._route(method, path) is None:
+            if any(known == path for _, known in self._routes) or path.startswith("/v1/models/"):
+                return error_answer(405, f"Method {method} not allowed on {path}.")
+            return error_answer(404, f"Unknown URL: {method} {path}.", code="unknown_url")
+        if method != "POST":
+            return None
+        if not isinstance(body, dict):
+            return error_answer(400, "The body of the request is not a JSON object.")
+        if not isinstance(body.get("model"), str):
+            return error_answer(400, "you must provide a model parameter", param="model")
+        if path == "/v1/chat/completions" and not isinstance(body.get("messages"), list):
+            return error_answer(400, "messages must be a list", param="messages")
+        return None
+
+    def _chat_completions(self, incoming: Incoming) -> Answer:
+        body = incoming.body
+        reply = plan_chat(body, self.behaviour.reply, incoming.headers.get(REPLY_HEADER))
+        serial, created = next(self._serials), int(time.time())
+        if body.get("stream") is True:
+            chunks = chat_chunks(body, reply, serial, created)
+            return Answer(events=[*map(data_event, chunks), _DONE])
+        return json_answer(chat_completion(body, reply, serial, created))
+
+    def _responses(self, incoming: Incoming) -> Answer:
+        body = incoming.body
+        reply = plan_response(body, self.behaviour.reply, incoming.headers.get(REPLY_HEADER))
+        serial, created = next(self._serials), int(time.time())
+        if body.get("stream") is True:
+            return Answer(events=[*map(named_event, response_events(body, reply, serial, created))])
+        return json_answer(response_object(body, reply, serial, created))
+
+    def _models(self, incoming: Incoming) -> Answer:
+        return json_answer({"object": "list", "data": [_model(m) for m in self.behaviour.models]})
+
+    def _model(self, incoming: Incoming) -> Answer:
+        model_id = incoming.path.removeprefix("/v1/models/")
+        if model_id not in self.behaviour.models:
+            message = f"The model `{model_id}` does not exist or you do not have access to it."
+            return error_answer(404, message, param="model", code="model_not_found")
+        return json_answer(_model(model_id))
+
+    def _control(self, method: str, path: str, raw: bytes) -> Answer:
+        """`/_fake/faults` (POST a Fault, GET, DELETE) and `/_fake/requests` (GET, DELETE)."""
+        if (method, path) == ("POST", "/_fake/faults"):
+            try:
+                fault = Fault.model_validate_json(raw or b"{}")
+            except ValidationError as error:
+                return error_answer(400, str(error))
+            self.faults.add(fault)
+            return json_answer({"fault": fault.model_dump()}, 201)
+        if (method, path) == ("GET", "/_fake/faults"):
+            pending = [
+                {**p.fault.model_dump(), "remaining": p.remaining} for p in self.faults.pending()
+            ]
+            return json_answer({"faults": pending})
+        if (method, path) == ("DELETE", "/_fake/faults"):
+            return json_answer({"cleared": self.faults.clear()})
+        if (method, path) == ("GET", "/_fake/requests"):
+            records = [record.as_json() for record in self.requests.records()]
+            return json_answer({"requests": records, "counts": self.requests.counts()})
+        if (method, path) == ("DELETE", "/_fake/requests"):
+            return json_answer({"cleared": self.requests.clear()})
+        return error_answer(404, f"Unknown URL: {method} {path}.", code="unknown_url")
+
+
+def _model(model_id: str) -> Body:
+    return {"id": model_id, "object": "model", "created": MODEL_CREATED, "owned_by": "fake"}
+
+
+def _parse(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return _NOT_JSON
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
