@@ -156,6 +156,12 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("database_url", "AISERVICE_DATABASE_URL", "DATABASE_URL"),
     )
+    # Redis, for state several processes share (upstream circuit breakers). Unset: each
+    # process keeps its own.
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("redis_url", "AISERVICE_REDIS_URL", "REDIS_URL"),
+    )
     # Stored completions and responses expire this many days after creation; 0 keeps them.
     retention_days: int = Field(default=30, ge=0)
     # How often the server deletes expired objects.

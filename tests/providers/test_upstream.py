@@ -275,3 +275,60 @@ def test_background_and_conversations_work_on_an_upstream_model(sdk, upstream):
     assert done.output_text == "Fake reply to: in the background"
     items = list(sdk.conversations.items.list(conversation.id, order="asc"))
     assert [item.role for item in items] == ["user", "assistant"]
+
+
+# -- the breaker shared through Redis ------------------------------------------------------------
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="module")
+def shared_gateways(
+    tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream
+) -> Iterator[list[httpx.Client]]:
+    """Two aiservice processes with one Redis, each with its own home (and database)."""
+    config = models_toml(upstream.base_url)
+    servers, clients = [], []
+    try:
+        for name in ("a", "b"):
+            home: Path = tmp_path_factory.mktemp(f"aiservice-shared-{name}")
+            (home / "config.toml").write_text(config, encoding="utf-8")
+            server = start_server(home, env={"REDIS_URL": REDIS_URL})
+            servers.append(server)
+            clients.append(
+                httpx.Client(
+                    base_url=server.base_url,
+                    headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                    timeout=60,
+                )
+            )
+        yield clients
+    finally:
+        for client in clients:
+            client.close()
+        for server in servers:
+            stop_server(server)
+
+
+def test_a_circuit_opened_by_one_process_is_open_for_another(shared_gateways, upstream):
+    first, second = shared_gateways
+    upstream.add_fault(Fault(status=500, times=None))
+    for _ in range(2):  # breaker_failures = 2, in the first process
+        assert first.post(CHAT, json=chat_body("up-breaker")).status_code == 503
+    calls = len(upstream_calls(upstream))
+    # The second process has never failed, yet its circuit is open: refused without a call.
+    error = assert_error_envelope(
+        second.post(CHAT, json=chat_body("up-breaker")), 503, type="server_error"
+    )
+    assert "circuit" in error["message"]
+    assert len(upstream_calls(upstream)) == calls
+    # One probe (from whichever process) closes it for both.
+    upstream.clear_faults()
+    wait_until(
+        lambda: second.post(CHAT, json=chat_body("up-breaker")).status_code == 200,
+        timeout=10,
+        what="the second process's probe to succeed",
+    )
+    before = len(upstream_calls(upstream))
+    assert first.post(CHAT, json=chat_body("up-breaker")).status_code == 200
+    assert len(upstream_calls(upstream)) == before + 1

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
+
 from aiservice.errors import ModelNotFound
 from aiservice.providers.base import ChatProvider
 from aiservice.providers.fallback import FallbackProvider
@@ -36,10 +38,14 @@ class ModelRegistry:
 
     def __init__(self, settings: Settings):
         created = int(time.time())
+        # Shared by the upstreams' circuit breakers; connects on first use.
+        self._redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         self._providers: dict[str, ChatProvider] = {}
         for model in settings.models:
             self._providers[model.name] = (
-                LocalProvider(model) if model.provider == "local" else UpstreamProvider(model)
+                LocalProvider(model)
+                if model.provider == "local"
+                else UpstreamProvider(model, self._redis)
             )
         self._served: dict[str, ServedModel] = {}
         for model in settings.models:
@@ -89,3 +95,5 @@ class ModelRegistry:
     async def close(self) -> None:
         for provider in self._providers.values():
             await provider.close()
+        if self._redis is not None:
+            await self._redis.aclose()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -74,12 +75,16 @@ class UpstreamProvider(ChatProvider):
 
     capabilities = Capabilities(streaming=True, tools=True, json_schema=True, logprobs=True)
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, redis: Redis | None = None):
         self.config = config
         self.model_id = config.name
         self._client: httpx.AsyncClient | None = None
+        # One circuit per upstream and model name: another model on the same server may work.
         self.breaker = CircuitBreaker(
-            config.upstream_url, config.breaker_failures, config.breaker_reset_s
+            f"{config.upstream_url}#{config.upstream_name}",
+            config.breaker_failures,
+            config.breaker_reset_s,
+            redis,
         )
 
     @property
@@ -176,7 +181,7 @@ class UpstreamGeneration(PreparedGeneration):
         try:
             async for attempt in retrying:
                 with attempt:
-                    if not breaker.allow():
+                    if not await breaker.allow():
                         raise UpstreamUnavailable(
                             f"The upstream of `{self.model}` is failing; its circuit is open."
                         )
@@ -204,14 +209,14 @@ class UpstreamGeneration(PreparedGeneration):
             first = await _next_chunk(lines, after_first=False)
         except _Transient as exc:
             self._record(started, exc.reason)
-            provider.breaker.failed()
+            await provider.breaker.failed()
             if response is not None:
                 await response.aclose()
             raise
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             reason = type(exc).__name__
             self._record(started, reason)
-            provider.breaker.failed()
+            await provider.breaker.failed()
             if response is not None:
                 await response.aclose()
             raise _Transient(reason) from None
@@ -220,7 +225,7 @@ class UpstreamGeneration(PreparedGeneration):
                 await response.aclose()
             raise
         self._record(started, "ok")
-        provider.breaker.succeeded()
+        await provider.breaker.succeeded()
         return response, lines, first
 
     def _record(self, started: float, outcome: str) -> None:
