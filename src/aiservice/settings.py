@@ -31,7 +31,7 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 # With OPENAI_API_KEY set and no [[models]] configured, these names go to OpenAI.
 OPENAI_DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4-turbo", "gpt-3.5-turbo")
 _LOCAL_ONLY = ("path", "top_k", "min_p", "threads")
-_UPSTREAM_ONLY = ("base_url", "api_key_env", "upstream_model")
+_UPSTREAM_ONLY = ("base_url", "api_key_env", "upstream_model", "responses_api")
 
 
 class ModelConfig(BaseModel):
@@ -58,6 +58,9 @@ class ModelConfig(BaseModel):
     base_url: str | None = None
     api_key_env: str | None = None
     upstream_model: str | None = None
+    # openai: the upstream serves the Responses API (OpenAI does): send it /v1/responses rather
+    # than chat completions. aiservice keeps the state either way.
+    responses_api: bool | None = None
     # USD per million tokens (used by the usage ledger); None: 0 for local models.
     price_input_per_1m: float | None = Field(default=None, ge=0)
     price_output_per_1m: float | None = Field(default=None, ge=0)

@@ -42,6 +42,7 @@ def models_toml(base_url: str) -> str:
             upstream("up", max_retries=2, first_byte_timeout_s=1, upstream_model="fake-model"),
             upstream("up-fallback", max_retries=1, fallbacks=[LOCAL]),
             upstream("up-breaker", max_retries=0, breaker_failures=2, breaker_reset_s=1),
+            upstream("up-responses", responses_api=True, max_retries=1),
         ]
     )
 
@@ -49,6 +50,8 @@ def models_toml(base_url: str) -> str:
 def _toml(value: object) -> str:
     if isinstance(value, str):
         return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     return str(value)
@@ -275,6 +278,42 @@ def test_background_and_conversations_work_on_an_upstream_model(sdk, upstream):
     assert done.output_text == "Fake reply to: in the background"
     items = list(sdk.conversations.items.list(conversation.id, order="asc"))
     assert [item.role for item in items] == ["user", "assistant"]
+
+
+# -- an upstream that serves the Responses API natively ------------------------------------------
+
+
+def test_a_responses_api_upstream_gets_the_whole_context_as_input_items(sdk, upstream):
+    first = sdk.responses.create(model="up-responses", input="first question", instructions="Hi")
+    second = sdk.responses.create(
+        model="up-responses", input="second question", previous_response_id=first.id
+    )
+    assert first.output_text == "Fake reply to: first question"
+    assert second.output_text == "Fake reply to: second question"
+    # The fake counts words: 2 + 5 + 2 in, 5 out.
+    assert second.usage.input_tokens == 9 and second.usage.output_tokens == 5
+    (_, call) = upstream_calls(upstream, "/v1/responses")
+    assert upstream_calls(upstream) == []  # no chat completion was sent
+    body = call.json
+    assert body["store"] is False and body["stream"] is True
+    assert [(i["type"], i.get("role")) for i in body["input"]] == [
+        ("message", "user"),
+        ("message", "assistant"),
+        ("message", "user"),
+    ]  # the earlier instructions are not carried over
+    assert body["input"][1]["content"] == "Fake reply to: first question"
+
+
+def test_chat_completions_on_a_responses_api_upstream(sdk, upstream):
+    stream = sdk.chat.completions.create(**chat_body("up-responses"), stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "Fake reply to: hello there"
+    cut = sdk.chat.completions.create(**chat_body("up-responses"), max_tokens=16)
+    assert cut.choices[0].finish_reason == "stop"
+    upstream.add_fault(Fault(status=503))
+    retried = sdk.chat.completions.create(**chat_body("up-responses"))
+    assert retried.choices[0].message.content == "Fake reply to: hello there"
+    assert len(upstream_calls(upstream, "/v1/responses")) == 4
 
 
 # -- the breaker shared through Redis ------------------------------------------------------------

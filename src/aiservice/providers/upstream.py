@@ -1,8 +1,10 @@
 """The OpenAI-compatible upstream provider: OpenAI itself, vLLM, Ollama, llama.cpp's server,
-another gateway — anything that serves `POST /v1/chat/completions`.
+another gateway — anything that serves `POST /v1/chat/completions`, or `POST /v1/responses`
+for upstreams configured with `responses_api` (the wire formats: upstream_chat.py and
+upstream_responses.py).
 
-Every request is sent streamed (with `include_usage`), whether the client streams or not: one
-code path, and a first-byte boundary that is the same for both. Until the first chunk has
+Every request is sent streamed, whether the client streams or not: one code path, and a
+first-byte boundary that is the same for both. Until the first chunk has
 arrived an attempt may be retried (429, 5xx, timeouts, dropped connections, malformed data),
 with exponential backoff and jitter, waiting at least what `Retry-After` asks; 400, 401, 403
 and 404 are never retried. After the first chunk, a failure ends the generation.
@@ -13,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -31,21 +32,22 @@ from tenacity import (
 )
 
 from aiservice.errors import InvalidRequest, UpstreamRefused, UpstreamUnavailable
+from aiservice.providers import upstream_chat, upstream_responses
 from aiservice.providers.base import (
     Capabilities,
     ChatProvider,
-    ChoiceFinished,
     GenerationEvent,
     GenerationRequest,
     PreparedGeneration,
-    PromptMessage,
-    TextDelta,
-    TokenLogprob,
-    ToolCall,
-    TopLogprob,
-    Usage,
 )
 from aiservice.providers.breaker import CircuitBreaker
+from aiservice.providers.upstream_chat import (
+    ChatDecoder,
+    chat_body,
+    estimate_tokens,
+    prompt_characters,
+)
+from aiservice.providers.upstream_responses import ResponsesDecoder, responses_body
 from aiservice.settings import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -114,45 +116,45 @@ class UpstreamProvider(ChatProvider):
     async def prepare_chat(self, request: GenerationRequest) -> PreparedGeneration:
         if self._client is None:
             raise UpstreamUnavailable(f"The model `{self.model_id}` is not started.")
-        return UpstreamGeneration(self, self._client, _chat_body(request, self.config))
+        return UpstreamGeneration(self, self._client, request)
 
     def headers(self) -> dict[str, str]:
         key = os.environ.get(self.config.upstream_key_variable)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-@dataclass(slots=True)
-class _ChoiceState:
-    calls: dict[int, dict[str, str]] = field(default_factory=dict)
-    text_chars: int = 0
-
-
 class UpstreamGeneration(PreparedGeneration):
-    def __init__(self, provider: UpstreamProvider, client: httpx.AsyncClient, body: dict[str, Any]):
+    def __init__(
+        self, provider: UpstreamProvider, client: httpx.AsyncClient, request: GenerationRequest
+    ):
         self._provider = provider
         self._client = client
-        self._body = body
+        self._request = request
+        config = provider.config
+        if config.responses_api:
+            self._path, self._body = upstream_responses.PATH, responses_body(request, config)
+        else:
+            self._path, self._body = upstream_chat.PATH, chat_body(request, config)
         self.model = provider.model_id
         # An estimate until the upstream reports its count (which then wins).
-        self.prompt_tokens = _estimated_usage(body, {}).prompt_tokens
+        self.prompt_tokens = estimate_tokens(prompt_characters(request))
         self.attempts: list[Attempt] = []
+
+    def _decoder(self) -> ChatDecoder | ResponsesDecoder:
+        if self._provider.config.responses_api:
+            return ResponsesDecoder(self._request)
+        return ChatDecoder(self._request)
 
     async def events(self) -> AsyncIterator[GenerationEvent]:
         config = self._provider.config
         async with asyncio.timeout(config.timeout_s):
             response, lines, first = await self._first_chunk()
             try:
-                choices: dict[int, _ChoiceState] = {}
-                usage: Usage | None = None
+                decoder = self._decoder()
                 chunk: dict[str, Any] | None = first
                 while chunk is not None:
-                    for event in _events_of(chunk, choices):
+                    for event in decoder.feed(chunk):
                         yield event
-                    if chunk.get("usage"):
-                        usage = Usage(
-                            chunk["usage"].get("prompt_tokens", 0),
-                            chunk["usage"].get("completion_tokens", 0),
-                        )
                     try:
                         chunk = await _next_chunk(lines, after_first=True)
                     except (httpx.TimeoutException, httpx.TransportError) as exc:
@@ -165,7 +167,7 @@ class UpstreamGeneration(PreparedGeneration):
                         ) from None
             finally:
                 await response.aclose()
-        yield usage or _estimated_usage(self._body, choices)
+        yield decoder.usage()
 
     async def _first_chunk(
         self,
@@ -199,7 +201,7 @@ class UpstreamGeneration(PreparedGeneration):
         response: httpx.Response | None = None
         try:
             request = self._client.build_request(
-                "POST", "/chat/completions", json=self._body, headers=provider.headers()
+                "POST", self._path, json=self._body, headers=provider.headers()
             )
             response = await self._client.send(request, stream=True)
             if response.status_code >= 400:
@@ -306,125 +308,3 @@ async def _next_chunk(lines: AsyncIterator[str], *, after_first: bool) -> dict[s
     if not after_first:
         raise _Transient("empty stream")
     return None
-
-
-def _events_of(chunk: dict[str, Any], choices: dict[int, _ChoiceState]) -> list[GenerationEvent]:
-    events: list[GenerationEvent] = []
-    for choice in chunk.get("choices") or []:
-        index = choice.get("index", 0)
-        state = choices.setdefault(index, _ChoiceState())
-        delta = choice.get("delta") or {}
-        text = delta.get("content")
-        logprobs = (choice.get("logprobs") or {}).get("content")
-        if text:
-            state.text_chars += len(text)
-            events.append(TextDelta(index, text, _logprobs(logprobs)))
-        for call in delta.get("tool_calls") or []:
-            slot = state.calls.setdefault(call.get("index", 0), {"id": "", "name": "", "args": ""})
-            function = call.get("function") or {}
-            slot["id"] = call.get("id") or slot["id"]
-            slot["name"] += function.get("name") or ""
-            slot["args"] += function.get("arguments") or ""
-        if choice.get("finish_reason"):
-            calls = [
-                ToolCall(slot["id"], slot["name"], slot["args"])
-                for _, slot in sorted(state.calls.items())
-            ]
-            events.append(ChoiceFinished(index, choice["finish_reason"], calls or None))
-    return events
-
-
-def _logprobs(content: list[dict[str, Any]] | None) -> list[TokenLogprob] | None:
-    if content is None:
-        return None
-    return [
-        TokenLogprob(
-            token=lp["token"],
-            logprob=lp["logprob"],
-            bytes=lp.get("bytes") or [],
-            top_logprobs=[
-                TopLogprob(t["token"], t["logprob"], t.get("bytes") or [])
-                for t in lp.get("top_logprobs") or []
-            ],
-        )
-        for lp in content
-    ]
-
-
-def _estimated_usage(body: dict[str, Any], choices: dict[int, _ChoiceState]) -> Usage:
-    """An upstream that sent no usage: about four characters a token, as OpenAI's guide says."""
-    prompt_chars = sum(len(str(m.get("content") or "")) for m in body["messages"])
-    completion_chars = sum(state.text_chars for state in choices.values())
-    return Usage(math.ceil(prompt_chars / 4), math.ceil(completion_chars / 4))
-
-
-def _chat_body(request: GenerationRequest, config: ModelConfig) -> dict[str, Any]:
-    """The upstream's chat request: OpenAI's parameters, for its model name."""
-    body: dict[str, Any] = {
-        "model": config.upstream_name,
-        "messages": [_wire_message(m) for m in request.messages],
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-    }
-    optional = {
-        "max_tokens": request.max_tokens,
-        "n": request.n if request.n != 1 else None,
-        "stop": request.stop or None,
-        "seed": request.seed,
-        "frequency_penalty": request.frequency_penalty or None,
-        "presence_penalty": request.presence_penalty or None,
-        "logit_bias": {str(k): v for k, v in request.logit_bias.items()} or None,
-        "logprobs": request.logprobs or None,
-        "top_logprobs": request.top_logprobs or None,
-    }
-    body.update({name: value for name, value in optional.items() if value is not None})
-    output = request.output_format
-    if output is not None and output.type == "json_object":
-        body["response_format"] = {"type": "json_object"}
-    elif output is not None:
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "output", "schema": output.schema or {}, "strict": True},
-        }
-    if request.tools:
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": tool.name,
-                    "description": tool.description or "",
-                    "parameters": tool.parameters or {"type": "object", "properties": {}},
-                },
-            }
-            for tool in request.tools
-        ]
-        choice = request.tool_choice
-        body["tool_choice"] = (
-            choice
-            if choice in ("none", "auto", "required")
-            else {"type": "function", "function": {"name": choice}}
-        )
-        body["parallel_tool_calls"] = request.parallel_tool_calls
-    return body
-
-
-def _wire_message(message: PromptMessage) -> dict[str, Any]:
-    wire: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.tool_calls:
-        wire["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": call.arguments},
-            }
-            for call in message.tool_calls
-        ]
-        if not message.content:
-            wire["content"] = None
-    if message.tool_call_id:
-        wire["tool_call_id"] = message.tool_call_id
-    if message.name:
-        wire["name"] = message.name
-    return wire
