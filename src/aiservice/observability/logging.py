@@ -60,3 +60,6 @@ def configure_logging(level: str = "INFO") -> None:
         logger.propagate = True
     # We write our own access line (with the request id); uvicorn's would duplicate it.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every upstream request at INFO; "upstream attempt" already says it, with the
+    # outcome and latency. One line fewer per request on the hot path.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

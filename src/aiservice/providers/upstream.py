@@ -165,6 +165,10 @@ class UpstreamGeneration(PreparedGeneration):
                         raise UpstreamUnavailable(
                             f"The upstream of `{self.model}` stopped answering mid-stream."
                         ) from None
+                # Read to the end of the body: closing it early makes httpcore drop the
+                # connection, and every request would connect (and shake hands) anew.
+                async for _ in lines:
+                    pass
             finally:
                 await response.aclose()
         yield decoder.usage()
