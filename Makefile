@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install serve test lint format bench clean
+.PHONY: install serve test lint format bench bench-deps clean
 
 install: $(STAMP)
 
@@ -34,6 +34,12 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/local_throughput.py $(ARGS)
+
+# System tools some benchmarks drive (benchmarks/gateway_overhead.py: nginx as the canned
+# upstream, wrk as the load generator), from Debian's packages. Needs root (or sudo).
+bench-deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk
 
 clean:
 	rm -rf $(VENV)
