@@ -3,9 +3,9 @@
 One run starts, each on a free loopback port:
 
 * nginx (Debian's `nginx-light`) with its own temporary prefix and config, answering
-  `POST /v1/chat/completions` with one fixed, streamed (SSE) chat completion: the chunks of a
-  short answer, a usage chunk and `[DONE]` — what aiservice asks an upstream for, since it
-  always sends `"stream": true` with `include_usage`;
+  `POST /v1/chat/completions` with one fixed chat completion (JSON, with usage) — what
+  aiservice asks an upstream for when its client does not stream (`canned_sse()` keeps the
+  streamed form, for a streamed variant);
 * a bare ASGI pass-through proxy (this file, `--serve-proxy`): one pooled
   `httpx.AsyncClient`, the request body forwarded as is, the upstream's bytes returned;
 * aiservice (`python -m aiservice serve`) with a temporary AISERVICE_HOME, auth on
@@ -15,11 +15,11 @@ Both Python servers run in uvicorn the same way: one worker, no access log, and 
 httptools (what aiservice's `uvicorn[standard]` installs, picked by uvicorn's "auto").
 
 Rows, all fetching the same canned bytes from nginx:
-  direct     wrk -> nginx, posting exactly the body aiservice sends upstream (stream: true)
+  direct     wrk -> nginx, posting exactly the body aiservice sends upstream (stream: false)
   proxy      wrk -> bare ASGI proxy -> nginx
   aiservice  wrk -> aiservice -> nginx, a client's non-streamed request
              `{"model": "bench", "messages": [{"role": "user", "content": "hi"}]}` with the
-             Bearer key; it answers a `chat.completion` JSON built from the stream
+             Bearer key; it answers a `chat.completion` JSON built from the upstream's
 
 Each row is loaded with wrk (-t2, keep-alive connections, a Lua script for the POST body and
 headers) at concurrency 10 and 50 for --duration seconds, after a short warm-up; --rounds
@@ -82,14 +82,39 @@ CLIENT_BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
 UPSTREAM_BODY = {
     "model": MODEL,
     "messages": [{"role": "user", "content": "hi"}],
-    "stream": True,
-    "stream_options": {"include_usage": True},
+    "stream": False,
     "temperature": 1.0,
     "top_p": 1.0,
 }
 
 SERVER_COMMAND = [sys.executable, "-m", "aiservice"]
 console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def canned_completion() -> str:
+    """The upstream's answer to a non-streamed request (what aiservice asks for when its client
+    does not stream): one chat completion with usage, as OpenAI sends it."""
+    completion = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": MODEL,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": CANNED_TEXT, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": 9,
+            "completion_tokens": len(CANNED_TEXT.split(" ")),
+            "total_tokens": 9 + len(CANNED_TEXT.split(" ")),
+        },
+    }
+    return json.dumps(completion, separators=(",", ":"))
 
 
 def canned_sse() -> str:
@@ -232,7 +257,7 @@ http {{
     server {{
         listen 127.0.0.1:{self.port};
         location = /v1/chat/completions {{
-            default_type text/event-stream;
+            default_type application/json;
             return 200 '{escaped}';
         }}
     }}
@@ -369,10 +394,10 @@ def check_by_hand(targets: dict[str, str], sse: str) -> None:
     headers = {"Authorization": f"Bearer {MASTER_KEY}"}
     direct = httpx.post(targets["direct"], json=UPSTREAM_BODY, headers=headers, timeout=10)
     if direct.status_code != 200 or direct.text != sse:
-        raise RuntimeError(f"direct: HTTP {direct.status_code}, not the canned stream")
+        raise RuntimeError(f"direct: HTTP {direct.status_code}, not the canned answer")
     proxied = httpx.post(targets["proxy"], json=CLIENT_BODY, headers=headers, timeout=10)
     if proxied.status_code != 200 or proxied.text != sse:
-        raise RuntimeError(f"proxy: HTTP {proxied.status_code}, not the canned stream")
+        raise RuntimeError(f"proxy: HTTP {proxied.status_code}, not the canned answer")
     answer = httpx.post(targets["aiservice"], json=CLIENT_BODY, headers=headers, timeout=10)
     if answer.status_code != 200:
         raise RuntimeError(f"aiservice: HTTP {answer.status_code}: {answer.text}")
@@ -383,7 +408,7 @@ def check_by_hand(targets: dict[str, str], sse: str) -> None:
     if unauthorized.status_code != 401:
         raise RuntimeError(f"aiservice: no key gave HTTP {unauthorized.status_code}, not 401")
     console.print(
-        f"checked by hand: direct and proxy return the canned stream ({len(sse)} bytes), "
+        f"checked by hand: direct and proxy return the canned answer ({len(sse)} bytes), "
         f"aiservice answers {content!r} (and 401 without the key)",
         highlight=False,
     )
@@ -678,8 +703,8 @@ def report(runs: list[Run], args, load_avg: tuple[tuple, tuple]) -> bool:
     console.print(table)
     console.print(
         "added latency: the row's median p50/p99 minus direct's at the same concurrency. "
-        "direct posts the body aiservice sends upstream (stream: true); proxy and aiservice get "
-        "a client's non-streamed request; all three rows fetch the same canned SSE bytes. "
+        "direct posts the body aiservice sends upstream (stream: false); proxy and aiservice get "
+        "a client's non-streamed request; all three rows fetch the same canned bytes. "
         "server CPU: the row's server process (nginx: master + worker) CPU time / wall time, "
         "100 % = one core; CPU ms/req: that / req/s.",
         highlight=False,
@@ -744,7 +769,7 @@ def main() -> int:
 
     load_start = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="aiservice-bench-gw-"))
-    sse = canned_sse()
+    sse = canned_completion()
     servers: list[subprocess.Popen] = []
     runs: list[Run] = []
     try:

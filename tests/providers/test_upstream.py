@@ -110,14 +110,17 @@ def test_a_chat_completion_is_answered_by_the_upstream(sdk, upstream):
     assert completion.usage.prompt_tokens == 2 and completion.usage.completion_tokens == 5
     (call,) = upstream_calls(upstream)
     assert call.json["model"] == "fake-model"  # upstream_model
-    assert call.json["stream"] is True and call.json["stream_options"] == {"include_usage": True}
+    # Not streamed by the client: one whole answer asked of the upstream.
+    assert call.json["stream"] is False and "stream_options" not in call.json
 
 
-def test_a_stream_passes_through_with_usage(sdk):
+def test_a_stream_passes_through_with_usage(sdk, upstream):
     stream = sdk.chat.completions.create(
         **chat_body(), stream=True, stream_options={"include_usage": True}
     )
     chunks = list(stream)
+    (call,) = upstream_calls(upstream)
+    assert call.json["stream"] is True and call.json["stream_options"] == {"include_usage": True}
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Fake reply to: hello there"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5

@@ -70,6 +70,8 @@ class GenerationRequest:
     tools: list[FunctionTool] = field(default_factory=list)
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
+    # Whether the client reads the answer as a stream; an upstream may then be asked for one.
+    stream: bool = True
 
 
 @dataclass(frozen=True, slots=True)

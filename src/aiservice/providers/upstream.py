@@ -3,8 +3,9 @@ another gateway — anything that serves `POST /v1/chat/completions`, or `POST /
 for upstreams configured with `responses_api` (the wire formats: upstream_chat.py and
 upstream_responses.py).
 
-Every request is sent streamed, whether the client streams or not: one code path, and a
-first-byte boundary that is the same for both. Until the first chunk has
+A client that streams gets the upstream's stream (chat: with `include_usage`); one that does
+not gets one whole answer, read at once — cheaper than a stream on both sides (Responses
+upstreams are always streamed). Until the first chunk has
 arrived an attempt may be retried (429, 5xx, timeouts, dropped connections, malformed data),
 with exponential backoff and jitter, waiting at least what `Retry-After` asks; 400, 401, 403
 and 404 are never retried. After the first chunk, a failure ends the generation.
@@ -43,6 +44,7 @@ from aiservice.providers.base import (
 from aiservice.providers.breaker import CircuitBreaker
 from aiservice.providers.upstream_chat import (
     ChatDecoder,
+    as_chunk,
     chat_body,
     estimate_tokens,
     prompt_characters,
@@ -207,12 +209,17 @@ class UpstreamGeneration(PreparedGeneration):
             request = self._client.build_request(
                 "POST", self._path, json=self._body, headers=provider.headers()
             )
-            response = await self._client.send(request, stream=True)
+            whole = not self._body.get("stream", True)
+            response = await self._client.send(request, stream=not whole)
             if response.status_code >= 400:
                 await response.aread()
                 raise _refusal(response, self.model)
-            lines = response.aiter_lines()
-            first = await _next_chunk(lines, after_first=False)
+            if whole:
+                # A non-streamed answer, read whole: one chunk for the decoder, nothing after.
+                first, lines = as_chunk(_json_object(response)), _nothing()
+            else:
+                lines = response.aiter_lines()
+                first = await _next_chunk(lines, after_first=False)
         except _Transient as exc:
             self._record(started, exc.reason)
             await provider.breaker.failed()
@@ -252,6 +259,21 @@ class UpstreamGeneration(PreparedGeneration):
                 "attempt": len(self.attempts),
             },
         )
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        raise _Transient("malformed data") from None
+    if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+        raise _Transient("malformed data")
+    return body
+
+
+async def _nothing() -> AsyncIterator[str]:
+    return
+    yield  # an async generator that yields nothing
 
 
 def _wait_backoff_or_retry_after(state: RetryCallState) -> float:

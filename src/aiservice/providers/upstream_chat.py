@@ -106,13 +106,37 @@ def _logprobs(content: list[dict[str, Any]] | None) -> list[TokenLogprob] | None
     ]
 
 
+def as_chunk(completion: dict[str, Any]) -> dict[str, Any]:
+    """A whole (non-streamed) chat completion as one chunk, for the same decoder."""
+    return {
+        "choices": [
+            {
+                "index": choice.get("index", 0),
+                "delta": {
+                    "content": (choice.get("message") or {}).get("content"),
+                    "tool_calls": [
+                        {**call, "index": position}
+                        for position, call in enumerate(
+                            (choice.get("message") or {}).get("tool_calls") or []
+                        )
+                    ],
+                },
+                "logprobs": choice.get("logprobs"),
+                "finish_reason": choice.get("finish_reason") or "stop",
+            }
+            for choice in completion.get("choices") or []
+        ],
+        "usage": completion.get("usage"),
+    }
+
+
 def chat_body(request: GenerationRequest, config: ModelConfig) -> dict[str, Any]:
-    """The upstream's chat request: OpenAI's parameters, for its model name, streamed."""
+    """The upstream's chat request: OpenAI's parameters, for its model name; streamed (with
+    usage) when the client streams, whole otherwise."""
     body: dict[str, Any] = {
         "model": config.upstream_name,
         "messages": [_wire_message(m) for m in request.messages],
-        "stream": True,
-        "stream_options": {"include_usage": True},
+        "stream": request.stream,
         "temperature": request.temperature,
         "top_p": request.top_p,
     }
@@ -127,6 +151,8 @@ def chat_body(request: GenerationRequest, config: ModelConfig) -> dict[str, Any]
         "logprobs": request.logprobs or None,
         "top_logprobs": request.top_logprobs or None,
     }
+    if request.stream:
+        body["stream_options"] = {"include_usage": True}
     body.update({name: value for name, value in optional.items() if value is not None})
     output = request.output_format
     if output is not None and output.type == "json_object":

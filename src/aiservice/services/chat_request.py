@@ -234,6 +234,7 @@ class ChatCompletionRequest(_Lenient):
             ],
             tool_choice=_tool_choice(self.tool_choice, bool(self.tools)),
             parallel_tool_calls=self.parallel_tool_calls is not False,
+            stream=bool(self.stream),
         )
 
 

@@ -373,6 +373,7 @@ def _generation_request(
         parallel_tool_calls=request.parallel_tool_calls is not False,
     )
     if isinstance(request, ResponseRequest):
+        generation.stream = bool(request.stream)
         generation.max_tokens = request.max_output_tokens
         generation.temperature = 1.0 if request.temperature is None else request.temperature
         generation.top_p = 1.0 if request.top_p is None else request.top_p
