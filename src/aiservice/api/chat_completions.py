@@ -10,7 +10,9 @@ from aiservice.api.streaming import CLIENT_CLOSED_REQUEST, sse, unless_client_le
 from aiservice.services.chat_completions import ChatCompletionService
 from aiservice.services.chat_request import ChatCompletionRequest
 
-router = APIRouter(prefix="/v1", tags=["chat"], dependencies=[Depends(authenticate)])
+# Authentication is the handler's own dependency (it needs the principal): declared on the
+# router too, FastAPI solved it twice per request.
+router = APIRouter(prefix="/v1", tags=["chat"])
 
 
 @router.post("/chat/completions")

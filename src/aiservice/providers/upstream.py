@@ -249,7 +249,9 @@ class UpstreamGeneration(PreparedGeneration):
             round((time.monotonic() - started) * 1000, 2),
         )
         self.attempts.append(attempt)
-        log.info(
+        # Failures are worth a line each; a success is already in the access line.
+        log.log(
+            logging.DEBUG if outcome == "ok" else logging.WARNING,
             "upstream attempt",
             extra={
                 "model": attempt.model,
