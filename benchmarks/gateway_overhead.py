@@ -4,8 +4,7 @@ One run starts, each on a free loopback port:
 
 * nginx (Debian's `nginx-light`) with its own temporary prefix and config, answering
   `POST /v1/chat/completions` with one fixed chat completion (JSON, with usage) — what
-  aiservice asks an upstream for when its client does not stream (`canned_sse()` keeps the
-  streamed form, for a streamed variant);
+  aiservice asks an upstream for when its client does not stream;
 * a bare ASGI pass-through proxy (this file, `--serve-proxy`): one pooled
   `httpx.AsyncClient`, the request body forwarded as is, the upstream's bytes returned;
 * aiservice (`python -m aiservice serve`) with a temporary AISERVICE_HOME, auth on
@@ -115,64 +114,6 @@ def canned_completion() -> str:
         },
     }
     return json.dumps(completion, separators=(",", ":"))
-
-
-def canned_sse() -> str:
-    """The upstream's answer: a streamed chat completion with usage, as OpenAI sends it."""
-    base = {
-        "id": "chatcmpl-bench",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": MODEL,
-        "system_fingerprint": None,
-    }
-    words = CANNED_TEXT.split(" ")
-    pieces = [words[0]] + [" " + word for word in words[1:]]
-    chunks = [
-        {
-            **base,
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": {"role": "assistant", "content": ""},
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-            ],
-            "usage": None,
-        }
-    ]
-    chunks += [
-        {
-            **base,
-            "choices": [
-                {"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}
-            ],
-            "usage": None,
-        }
-        for piece in pieces
-    ]
-    chunks.append(
-        {
-            **base,
-            "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}],
-            "usage": None,
-        }
-    )
-    chunks.append(
-        {
-            **base,
-            "choices": [],
-            "usage": {
-                "prompt_tokens": 9,
-                "completion_tokens": len(pieces),
-                "total_tokens": 9 + len(pieces),
-            },
-        }
-    )
-    return "".join(f"data: {json.dumps(c, separators=(',', ':'))}\n\n" for c in chunks) + (
-        "data: [DONE]\n\n"
-    )  # fmt: skip
 
 
 def free_port() -> int:

@@ -193,9 +193,9 @@ async def test_purge_deletes_expired_ended_responses_only(store_url):
         for response in (expired, expired_but_queued, live, forever):
             await store.insert(response)
         assert await store.purge_expired(int(time.time())) == 1
-        assert await store.get_by_id(expired.id) is None
+        assert await store.get(OWNER, expired.id, now=0) is None  # gone, not just expired
         for kept in (expired_but_queued, live, forever):
-            assert await store.get_by_id(kept.id) is not None
+            assert await store.get(OWNER, kept.id, now=0) is not None
         # An expired response is invisible to its owner even before the purge.
         assert await store.get(OWNER, expired_but_queued.id, int(time.time())) is None
 

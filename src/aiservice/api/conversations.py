@@ -6,8 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
-from aiservice.api.deps import Principal, authenticate, conversations, json_body
-from aiservice.api.stored_completions import parse_query
+from aiservice.api.deps import Principal, authenticate, conversations, json_body, query_as
 from aiservice.services.conversations import (
     ConversationService,
     ConversationUpdate,
@@ -76,7 +75,7 @@ async def list_items(
     principal: Principal = Depends(authenticate),
     service: ConversationService = Depends(conversations),
 ) -> dict[str, Any]:
-    page: ItemPage = parse_query(request.query_params.multi_items(), ItemPage)
+    page: ItemPage = query_as(request, ItemPage)
     return await service.list_items(principal.owner, conversation_id, page)
 
 

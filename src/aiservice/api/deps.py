@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
-from typing import TypeVar
+import re
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
@@ -19,6 +21,7 @@ from aiservice.services.runtime import AppServices
 from aiservice.services.stored_completions import StoredCompletions
 
 Body = TypeVar("Body", bound=BaseModel)
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def app_services(request: Request) -> AppServices:
@@ -92,5 +95,31 @@ async def json_body(request: Request, model: type[Body]) -> Body:
     """
     try:
         return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise validation_error(exc.errors()) from None
+
+
+_METADATA_PARAM = re.compile(r"^metadata\[(.+)\]$")
+
+
+def query_as(request: Request, shape: type[Model]) -> Any:
+    """The request's query parameters as `shape` (see parse_query)."""
+    return parse_query(request.query_params.multi_items(), shape)
+
+
+def parse_query(items: Iterable[tuple[str, str]], shape: type[Model]) -> Any:
+    """Query parameters as `shape`; `metadata[key]=value` pairs become the metadata filter;
+    parameters `shape` does not know are ignored, as OpenAI does."""
+    values: dict[str, Any] = {}
+    metadata: dict[str, str] = {}
+    for name, value in items:
+        if match := _METADATA_PARAM.match(name):
+            metadata[match.group(1)] = value
+        elif name in shape.model_fields:
+            values[name] = value
+    if metadata:
+        values["metadata"] = metadata
+    try:
+        return shape.model_validate(values)
     except ValidationError as exc:
         raise validation_error(exc.errors()) from None

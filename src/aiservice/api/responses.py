@@ -12,8 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from aiservice.api.deps import Principal, authenticate, json_body, responses
-from aiservice.api.stored_completions import parse_query
+from aiservice.api.deps import Principal, authenticate, json_body, query_as, responses
 from aiservice.api.streaming import CLIENT_CLOSED_REQUEST, unless_client_leaves
 from aiservice.errors import as_service_error
 from aiservice.services.response_request import InputTokensRequest, ResponseRequest
@@ -62,7 +61,7 @@ async def retrieve_response(
     principal: Principal = Depends(authenticate),
     service: ResponseService = Depends(responses),
 ) -> Response:
-    query: StreamQuery = parse_query(request.query_params.multi_items(), StreamQuery)
+    query: StreamQuery = query_as(request, StreamQuery)
     if query.stream:
         # Check before the stream starts, so that a refusal is a status code.
         events = service.follow(principal.owner, response_id, query.starting_after)
@@ -96,7 +95,7 @@ async def list_input_items(
     principal: Principal = Depends(authenticate),
     service: ResponseService = Depends(responses),
 ) -> dict[str, Any]:
-    page: ItemPage = parse_query(request.query_params.multi_items(), ItemPage)
+    page: ItemPage = query_as(request, ItemPage)
     return await service.input_items(principal.owner, response_id, page)
 
 

@@ -20,10 +20,10 @@ from aiservice.api.deps import (
     authenticate,
     chat_completions,
     json_body,
+    parse_query,
     stored_completions,
 )
 from aiservice.api.error_handlers import SEED_PREFIX
-from aiservice.api.stored_completions import parse_query
 from aiservice.api.streaming import CLIENT_CLOSED_REQUEST, sse, unless_client_leaves
 from aiservice.services import seed_format
 from aiservice.services.chat_completions import ChatCompletionService

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import ValidationError
 
-from aiservice.api.deps import Principal, authenticate, json_body, stored_completions
-from aiservice.api.error_handlers import validation_error
+from aiservice.api.deps import Principal, authenticate, json_body, query_as, stored_completions
 from aiservice.services.stored_completions import (
     CompletionFilter,
     MetadataUpdate,
@@ -19,28 +15,6 @@ from aiservice.services.stored_completions import (
 )
 
 router = APIRouter(prefix="/v1/chat/completions", tags=["chat"])
-_METADATA_PARAM = re.compile(r"^metadata\[(.+)\]$")
-
-
-def _query(request: Request, shape: type[Page]) -> Any:
-    return parse_query(request.query_params.multi_items(), shape)
-
-
-def parse_query(items: Iterable[tuple[str, str]], shape: type[Page]) -> Any:
-    """Query parameters as `shape`; `metadata[key]=value` pairs become the metadata filter."""
-    values: dict[str, Any] = {}
-    metadata: dict[str, str] = {}
-    for name, value in items:
-        if match := _METADATA_PARAM.match(name):
-            metadata[match.group(1)] = value
-        elif name in shape.model_fields:
-            values[name] = value
-    if metadata:
-        values["metadata"] = metadata
-    try:
-        return shape.model_validate(values)
-    except ValidationError as exc:
-        raise validation_error(exc.errors()) from None
 
 
 @router.get("")
@@ -49,7 +23,7 @@ async def list_stored_completions(
     principal: Principal = Depends(authenticate),
     stored: StoredCompletions = Depends(stored_completions),
 ) -> dict[str, Any]:
-    query: CompletionFilter = _query(request, CompletionFilter)
+    query: CompletionFilter = query_as(request, CompletionFilter)
     return await stored.list(
         principal.owner,
         limit=query.limit,
@@ -96,7 +70,7 @@ async def list_stored_messages(
     principal: Principal = Depends(authenticate),
     stored: StoredCompletions = Depends(stored_completions),
 ) -> dict[str, Any]:
-    page: Page = _query(request, Page)
+    page: Page = query_as(request, Page)
     return await stored.messages(
         principal.owner, completion_id, limit=page.limit, order=page.order, after=page.after
     )

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
-
-State = Literal["closed", "open", "half_open"]
 
 
 class CircuitBreaker:
@@ -36,12 +33,6 @@ class CircuitBreaker:
         # Whether this process holds the one half-open probe, and since when (in-process).
         self._probing = False
         self._probe_at: float | None = None
-
-    async def state(self) -> State:
-        opened_at = await self._opened()
-        if opened_at is None:
-            return "closed"
-        return "open" if time.time() - opened_at < self._reset_s else "half_open"
 
     async def allow(self) -> bool:
         """May a request go through now? When half-open, one probe at a time."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from aiservice.errors import as_service_error
 from aiservice.services.event_hub import EventHub
 from aiservice.services.response_body import ResponseState
-from aiservice.services.response_run import Event, ResponseRun, final_state
+from aiservice.services.response_run import FINAL_EVENT_TYPES, Event, ResponseRun, final_state
 from aiservice.services.responses import ResponseService
 from aiservice.store.responses import Outcome, ResponseStore
 from aiservice.store.tables import StoredResponse
@@ -218,7 +218,8 @@ class EventRecording:
         flushed_at = time.monotonic()
         async for event in run.events():
             pending.append(event)
-            if time.monotonic() - flushed_at >= self._flush_s and event["type"] not in _LAST:
+            due = time.monotonic() - flushed_at >= self._flush_s
+            if due and event["type"] not in FINAL_EVENT_TYPES:
                 await self._store.append_events(self._response_id, worker_id, pending)
                 self._hub.notify(self._response_id)
                 pending, flushed_at = [], time.monotonic()
@@ -241,6 +242,3 @@ def _out_of_attempts(row: StoredResponse) -> Outcome:
 
 async def _unrecorded(run: ResponseRun) -> tuple[ResponseState, list[Event]]:
     return await final_state(run), []
-
-
-_LAST = ("response.completed", "response.incomplete", "response.failed")

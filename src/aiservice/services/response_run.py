@@ -14,7 +14,7 @@ from typing import Any
 from aiservice.errors import as_service_error
 from aiservice.providers.base import ChoiceFinished, PreparedGeneration, TextDelta, Usage
 from aiservice.services.response_body import ResponseState
-from aiservice.services.response_items import function_call_output_item, message_output, new_id
+from aiservice.services.response_items import function_call_output_item, message_output
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,9 @@ _FINAL_EVENT = {
     "completed": "response.completed",
     "incomplete": "response.incomplete",
     "failed": "response.failed",
-    "cancelled": "response.failed",
 }
+# The events that end a stream: whoever stores or follows one stops at these.
+FINAL_EVENT_TYPES = frozenset(_FINAL_EVENT.values())
 
 
 class ResponseRun:
@@ -191,16 +192,9 @@ class ResponseRun:
         # The item being written is the next one after those already done.
         return len(self.state.output)
 
-    @property
-    def next_sequence(self) -> int:
-        return self._sequence
-
 
 async def final_state(run: ResponseRun) -> ResponseState:
     """Run to the end, keeping only the final state."""
     async for _ in run.events():
         pass
     return run.state
-
-
-__all__ = ["Event", "ResponseRun", "final_state", "new_id"]

@@ -28,7 +28,7 @@ from aiservice.services.response_request import (
     ResponseRequest,
     _ResponseInput,
 )
-from aiservice.services.response_run import Event, ResponseRun, final_state
+from aiservice.services.response_run import FINAL_EVENT_TYPES, Event, ResponseRun, final_state
 from aiservice.services.stored_completions import Page
 from aiservice.store.conversations import ConversationStore, Turn
 from aiservice.store.responses import QUEUED, UNFINISHED, NewResponse, Outcome, ResponseStore
@@ -36,7 +36,6 @@ from aiservice.store.tables import StoredResponse
 
 # A chain may only continue from a response that has ended with output.
 _CONTINUABLE = ("completed", "incomplete")
-_FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 
 
 class ItemPage(Page):
@@ -103,7 +102,7 @@ class ResponseService:
         for event in run.opening():
             yield event
         async for event in run.events():
-            if event["type"] in _FINAL_EVENTS:
+            if event["type"] in FINAL_EVENT_TYPES:
                 await self._keep(prepared, run.state)
             yield event
 
@@ -165,7 +164,7 @@ class ResponseService:
                 for event in events:
                     yield event
                     after = event["sequence_number"]
-                    if event["type"] in _FINAL_EVENTS:
+                    if event["type"] in FINAL_EVENT_TYPES:
                         return
                 with suppress(TimeoutError):
                     await asyncio.wait_for(recorded.wait(), self._poll_s)

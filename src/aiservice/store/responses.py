@@ -138,13 +138,6 @@ class ResponseStore:
                 )
             )
 
-    async def get_by_id(self, response_id: str) -> StoredResponse | None:
-        """For workers, which act for whoever enqueued the job."""
-        async with self._sessions() as session:
-            return await session.scalar(
-                select(StoredResponse).where(StoredResponse.id == response_id)
-            )
-
     async def chain(
         self, owner: str, last_id: str, now: int
     ) -> tuple[list[StoredResponse], str | None]:
@@ -332,13 +325,6 @@ class ResponseStore:
                 .values(status=QUEUED, worker_id=None, lease_expires_at=None)
             )
             return result.rowcount > 0
-
-    async def queue_depth(self) -> int:
-        async with self._sessions() as session:
-            count = await session.scalar(
-                select(func.count()).where(StoredResponse.status == QUEUED)
-            )
-            return int(count or 0)
 
     async def purge_expired(self, now: int) -> int:
         """Delete finished responses past their expiry; unfinished jobs wait for their end."""
