@@ -217,6 +217,21 @@ def cancel(http: httpx.Client, response_id: str) -> httpx.Response:
     return http.post(f"{URL}/{response_id}/cancel")
 
 
+def first_text_delta(lines: Iterator[str]) -> tuple[dict[str, Any], str | None]:
+    """Read a background stream up to the model's first text: (the response as created, that
+    text), or (the response, None) if the stream ends without any."""
+    created: dict[str, Any] = {}
+    for line in lines:
+        if not line.startswith("data:"):
+            continue
+        event = json.loads(line[len("data:") :])
+        if event["type"] == "response.created":
+            created = event["response"]
+        elif event["type"] == "response.output_text.delta" and event["delta"]:
+            return created, event["delta"]
+    return created, None
+
+
 def wait_for_status(
     http: httpx.Client, response_id: str, statuses: set[str], *, timeout: float = 60
 ) -> dict[str, Any]:
@@ -427,11 +442,13 @@ def test_cancelling_a_running_job_stops_its_generation(
     bg_server: RunningServer, bg_http: httpx.Client
 ) -> None:
     before = len(bg_server.log_lines())
-    created = create_background(bg_http, long_job())
-    wait_for_status(bg_http, created["id"], {"in_progress"})
-    wait_for_start(bg_server, created["id"], 1, timeout=10)
-
-    cancelled = cancel(bg_http, created["id"])
+    # Streamed, so that the cancel is sent once the model is producing text (see below).
+    request = {**long_job(), "background": True, "stream": True}
+    with bg_http.stream("POST", URL, json=request) as streaming:
+        assert streaming.status_code == 200, streaming.read().decode()
+        created, delta = first_text_delta(streaming.iter_lines())
+        assert delta, "the stream ended before the model produced any text"
+        cancelled = cancel(bg_http, created["id"])
     assert cancelled.status_code == 200, cancelled.text
     body = cancelled.json()
     assert_matches_schema(body, "Response")
@@ -574,7 +591,11 @@ def test_a_cancel_on_the_api_server_stops_a_job_running_in_a_worker_process(
     tmp_path: Path, postgres_databases: PostgresDatabases, backend: str
 ) -> None:
     """The worker learns of the cancel from the database: NOTIFY on PostgreSQL, its next
-    check of the job on SQLite."""
+    check of the job on SQLite.
+
+    The job is streamed so that the cancel is sent once the worker's model is producing text:
+    `in_progress` alone is written just before generation starts, and a cancel that lands in
+    between stops the job before the model has anything to stop (no "generation cancelled")."""
     env = dict(NO_DATABASE_URL)
     if backend == "postgres":
         env["DATABASE_URL"] = postgres_databases.create()
@@ -583,9 +604,12 @@ def test_a_cancel_on_the_api_server_stops_a_job_running_in_a_worker_process(
     worker = start_worker(home, tmp_path / "worker.log", env=env)
     try:
         with raw_client(server) as http:
-            created = create_background(http, long_job())
-            wait_for_status(http, created["id"], {"in_progress"})
-            response = cancel(http, created["id"])
+            request = {**long_job(), "background": True, "stream": True}
+            with http.stream("POST", URL, json=request) as streaming:
+                assert streaming.status_code == 200, streaming.read().decode()
+                created, delta = first_text_delta(streaming.iter_lines())
+                assert delta, "the stream ended before the model produced any text"
+                response = cancel(http, created["id"])
             assert response.status_code == 200, response.text
             assert response.json()["status"] == "cancelled", response.json()
             wait_for_log_line(
