@@ -31,6 +31,18 @@ The machine has 2 cores, shared by wrk, nginx and the server under test: a Pytho
 saturates one core, wrk and nginx take the rest. Absolute numbers are the machine's; the
 ratios are what the targets judge.
 
+--baseline REF adds a fourth row, "baseline": aiservice as of git REF (its `src/` exported to
+the temp directory and put first on PYTHONPATH, same configuration), so that a change's cost
+is measured before and after in one run; the report then gives aiservice's req/s and CPU per
+request as a ratio of the baseline's.
+
+--limits adds two rows on one more aiservice (this tree) whose rate limits are counted in Redis
+(REDIS_URL, 127.0.0.1:6379 by default: --redis-url): "keyed", a user's API key without limits,
+and "limited", another key of that user with limits far above the load (so every request is
+checked and charged, none refused). The report then gives what the limits add per request:
+CPU ms and p50, limited against keyed (both pay the API key's lookup, which the master key of
+the other rows does not).
+
 --profile runs one extra, unmeasured c=10 load on aiservice with py-spy attached (sampling,
 `--format raw`, i.e. collapsed stacks that speedscope also opens) and prints the functions with
 the most own time and own time by package.
@@ -71,7 +83,7 @@ MODEL = "bench"
 CANNED_TEXT = "Hello! This is a canned answer from the benchmark's upstream."
 RPS_FLOOR = 0.5  # target: aiservice requests/s at least this fraction of the proxy's
 P50_SLACK_MS = 1.0  # target: aiservice p50 at most this much above the proxy's
-CONCURRENCIES = (10, 50)
+CONCURRENCIES = (10, 50)  # the issue's; --concurrency measures others
 ROWS = ("direct", "proxy", "aiservice")
 
 # What a client sends aiservice (and the proxy) ...
@@ -306,8 +318,26 @@ def start_proxy(root: Path, upstream: str) -> PythonServer:
     return server
 
 
-def start_aiservice(root: Path, nginx_port: int) -> PythonServer:
-    home = root / "home"
+def export_source(root: Path, ref: str) -> Path:
+    """`src/` of git `ref` in `root/baseline-src`; returns that directory."""
+    target = root / "baseline-src"
+    target.mkdir()
+    repo = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", ref, "src"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target / "src"
+
+
+def start_aiservice(
+    root: Path,
+    nginx_port: int,
+    name: str = "aiservice",
+    source: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> PythonServer:
+    home = root / f"home-{name}"
     home.mkdir()
     config = home / "config.toml"
     config.write_text(
@@ -323,9 +353,12 @@ def start_aiservice(root: Path, nginx_port: int) -> PythonServer:
         and k.upper() not in ("DATABASE_URL", "OPENAI_API_KEY")
     }
     env |= {"AISERVICE_HOME": str(home), "AISERVICE_MASTER_KEY": MASTER_KEY}
+    env |= extra_env or {}
+    if source is not None:  # ahead of the installed (editable) package
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
     port = free_port()
     command = [*SERVER_COMMAND, "serve", "--port", str(port), "--config", str(config)]
-    server = PythonServer("aiservice", root, command, env, port)
+    server = PythonServer(name, root, command, env, port)
     server.wait_ready("/ready")
     return server
 
@@ -392,12 +425,44 @@ end
 """
 
 
-def wrk_scripts(root: Path) -> dict[str, Path]:
+# The bearer key each row sends (the master key unless set: the user keys of --limits).
+ROW_KEYS: dict[str, str] = {}
+LIMITS = {"rpm": 10**9, "rpd": 10**12, "tpm": 10**12, "tpd": 10**15}  # never reached
+
+
+def start_limited(root: Path, nginx_port: int, redis_url: str) -> PythonServer:
+    """aiservice counting rate limits in Redis, and two user keys: without limits and with."""
+    server = start_aiservice(root, nginx_port, "limited", extra_env={"REDIS_URL": redis_url})
+    admin = {"Authorization": f"Bearer {MASTER_KEY}"}
+    base = f"http://127.0.0.1:{server.port}/v1/admin"
+    email = f"bench-{os.getpid()}@example.com"
+    httpx.post(
+        f"{base}/users", json={"email": email, "password": "bench-password"}, headers=admin
+    ).raise_for_status()
+    for row, limits in (("keyed", None), ("limited", LIMITS)):
+        key = httpx.post(
+            f"{base}/keys", json={"email": email, "rate_limits": limits}, headers=admin
+        )
+        key.raise_for_status()
+        ROW_KEYS[row] = key.json()["key"]
+        check = httpx.post(server.url, json=CLIENT_BODY, headers=_auth(row), timeout=10)
+        limited = "x-ratelimit-limit-requests" in check.headers
+        if check.status_code != 200 or limited != (limits is not None):
+            raise RuntimeError(f"{row}: HTTP {check.status_code}, rate-limit headers {limited}")
+    return server
+
+
+def _auth(row: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {ROW_KEYS.get(row, MASTER_KEY)}"}
+
+
+def wrk_scripts(root: Path, rows: tuple[str, ...]) -> dict[str, Path]:
     scripts = {}
-    for row in ROWS:
+    for row in rows:
         body = json.dumps(UPSTREAM_BODY if row == "direct" else CLIENT_BODY)
         path = root / f"{row}.lua"
-        path.write_text(WRK_SCRIPT.format(body=body, key=MASTER_KEY), encoding="utf-8")
+        key = ROW_KEYS.get(row, MASTER_KEY)
+        path.write_text(WRK_SCRIPT.format(body=body, key=key), encoding="utf-8")
         scripts[row] = path
     return scripts
 
@@ -415,10 +480,11 @@ def run_wrk(wrk: str, script: Path, url: str, concurrency: int, seconds: float) 
     return json.loads(match.group(1))
 
 
-async def _httpx_load(url: str, body: dict, concurrency: int, seconds: float) -> dict:
+async def _httpx_load(
+    url: str, body: dict, concurrency: int, seconds: float, headers: dict[str, str]
+) -> dict:
     latencies: list[float] = []
     errors = 0
-    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, headers=headers, timeout=10) as client:
         start = time.perf_counter()
@@ -453,7 +519,7 @@ def load(args, scripts, targets, row, concurrency, seconds) -> dict:
     if args.loadgen == "wrk":
         return run_wrk(args.wrk, scripts[row], targets[row], concurrency, seconds)
     body = UPSTREAM_BODY if row == "direct" else CLIENT_BODY
-    return asyncio.run(_httpx_load(targets[row], body, concurrency, seconds))
+    return asyncio.run(_httpx_load(targets[row], body, concurrency, seconds, _auth(row)))
 
 
 # --- profile ------------------------------------------------------------------------------
@@ -574,7 +640,7 @@ def profile(args, scripts, targets, server: PythonServer, root: Path) -> None:
         started.append(line)
         if "Sampling process" in line or spy.poll() is not None:
             break
-    result = load(args, scripts, targets, "aiservice", 10, seconds + 1)
+    result = load(args, scripts, targets, args.profile_row, 10, seconds + 1)
     output = "".join(started) + spy.communicate(timeout=60)[0]
     console.print(
         f"profile run (not in the table): {result['requests'] / result['duration_us'] * 1e6:.0f}"
@@ -590,7 +656,7 @@ def profile(args, scripts, targets, server: PythonServer, root: Path) -> None:
 # --- report -------------------------------------------------------------------------------
 
 
-def report(runs: list[Run], args, load_avg: tuple[tuple, tuple]) -> bool:
+def report(runs: list[Run], args, load_avg: tuple[tuple, tuple], rows: tuple[str, ...]) -> bool:
     def med(row: str, c: int, attr: str) -> float:
         return statistics.median(
             getattr(r, attr) for r in runs if r.row == row and r.concurrency == c
@@ -611,11 +677,18 @@ def report(runs: list[Run], args, load_avg: tuple[tuple, tuple]) -> bool:
         table.add_column(column, justify="right")
     table.add_column("target", justify="right")
     table.add_column("result", justify="center")
-    labels = {"direct": "direct (nginx)", "proxy": "bare ASGI proxy", "aiservice": "aiservice"}
+    labels = {
+        "direct": "direct (nginx)",
+        "proxy": "bare ASGI proxy",
+        "baseline": f"aiservice @ {args.baseline}",
+        "aiservice": "aiservice",
+        "keyed": "aiservice, a user key",
+        "limited": "… + rate limits (Redis)",
+    }
 
     all_ok = True
-    for c in CONCURRENCIES:
-        for row in ROWS:
+    for c in args.concurrency:
+        for row in rows:
             rps, p50, p99 = (med(row, c, a) for a in ("rps", "p50_ms", "p99_ms"))
             errors = sum(r.errors for r in runs if r.row == row and r.concurrency == c)
             added50 = p50 - med("direct", c, "p50_ms")
@@ -639,9 +712,32 @@ def report(runs: list[Run], args, load_avg: tuple[tuple, tuple]) -> bool:
                 all_ok &= ok
                 verdict = "[green]PASS[/green]" if ok else "[red]FAIL[/red]"
                 table.add_row(*(cells if i == 0 else [""] * len(cells)), text, verdict)
-        if c != CONCURRENCIES[-1]:
+        if c != args.concurrency[-1]:
             table.add_section()
     console.print(table)
+    if "limited" in rows:
+        for c in args.concurrency:
+            added_cpu = 1000 * (
+                med("limited", c, "server_cpu") / med("limited", c, "rps")
+                - med("keyed", c, "server_cpu") / med("keyed", c, "rps")
+            )
+            added_p50 = med("limited", c, "p50_ms") - med("keyed", c, "p50_ms")
+            console.print(
+                f"c={c}: rate limits (Redis) add {added_cpu:+.3f} ms of server CPU per request "
+                f"and {added_p50:+.2f} ms to p50 (queueing included)",
+                highlight=False,
+            )
+    if "baseline" in rows:
+        for c in args.concurrency:
+            rps = med("aiservice", c, "rps") / med("baseline", c, "rps")
+            cpu = (med("aiservice", c, "server_cpu") / med("aiservice", c, "rps")) / (
+                med("baseline", c, "server_cpu") / med("baseline", c, "rps")
+            )
+            console.print(
+                f"c={c}: aiservice vs aiservice @ {args.baseline}: req/s x{rps:.3f}, "
+                f"CPU per request x{cpu:.3f}",
+                highlight=False,
+            )
     console.print(
         "added latency: the row's median p50/p99 minus direct's at the same concurrency. "
         "direct posts the body aiservice sends upstream (stream: false); proxy and aiservice get "
@@ -680,7 +776,26 @@ def main() -> int:
         help="load generator (default wrk if installed, else httpx: slower, less meaningful)",
     )
     parser.add_argument("--profile", action="store_true", help="py-spy aiservice at c=10 after")
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also measure aiservice as of this git ref (a 4th row)"
+    )
+    parser.add_argument(
+        "--limits", action="store_true", help="also measure aiservice with rate limits in Redis"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=list(CONCURRENCIES),
+        help="connections per run (default 10 50; 1 gives latency without queueing)",
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", type=Path, help="keep py-spy's collapsed stacks here")
+    parser.add_argument(
+        "--profile-row",
+        default="aiservice",
+        help="the row --profile loads (its server is profiled)",
+    )
     parser.add_argument("--json", type=Path, help="also write every run to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--serve-proxy", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -726,19 +841,32 @@ def main() -> int:
             "proxy": proxy.process.pid,
             "aiservice": aiservice.process.pid,
         }
+        rows = ROWS
+        if args.baseline:
+            source = export_source(root, args.baseline)
+            baseline = start_aiservice(root, nginx.port, "baseline", source)
+            servers.append(baseline.process)
+            targets["baseline"], pids["baseline"] = baseline.url, baseline.process.pid
+            rows = ("direct", "proxy", "baseline", "aiservice")
+        if args.limits:
+            limited = start_limited(root, nginx.port, args.redis_url)
+            servers.append(limited.process)
+            for row in ("keyed", "limited"):
+                targets[row], pids[row] = limited.url, limited.process.pid
+            rows = (*rows, "keyed", "limited")
         console.print(
             f"nginx :{nginx.port}, proxy :{proxy.port}, aiservice :{aiservice.port} "
             f"(pid {aiservice.process.pid}); temp dir {root}",
             highlight=False,
         )
         check_by_hand(targets, sse)
-        scripts = wrk_scripts(root)
+        scripts = wrk_scripts(root, rows)
 
-        for row in ROWS:
+        for row in rows:
             load(args, scripts, targets, row, 10, args.warmup)
         for rnd in range(args.rounds):
-            order = ROWS[rnd % 3 :] + ROWS[: rnd % 3]
-            for c in CONCURRENCIES:
+            order = rows[rnd % len(rows) :] + rows[: rnd % len(rows)]
+            for c in args.concurrency:
                 for row in order:
                     cpu_before, wall_before = cpu_seconds(pids[row]), time.monotonic()
                     out = load(args, scripts, targets, row, c, args.duration)
@@ -755,9 +883,10 @@ def main() -> int:
                         highlight=False,
                     )
         load_end = os.getloadavg()
-        ok = report(runs, args, (load_start, load_end)) if runs else True
+        ok = report(runs, args, (load_start, load_end), rows) if runs else True
         if args.profile:
-            profile(args, scripts, targets, aiservice, root)
+            profiled = limited if args.profile_row in ("keyed", "limited") else aiservice
+            profile(args, scripts, targets, profiled, root)
     finally:
         for process in reversed(servers):
             stop(process)

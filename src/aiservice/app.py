@@ -10,16 +10,24 @@ from fastapi import FastAPI
 
 from aiservice.api import (
     admin,
+    budgets,
     chat_completions,
     conversations,
     health,
+    metrics,
     models,
     responses,
     seed_routes,
     stored_completions,
+    usage,
 )
 from aiservice.api.error_handlers import install_error_handlers
-from aiservice.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from aiservice.api.hot_routes import HotRoutes, hot_routes
+from aiservice.api.middleware import (
+    METERED_ROUTES,
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+)
 from aiservice.services.runtime import ServiceRuntime
 from aiservice.settings import Settings
 
@@ -65,9 +73,20 @@ def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
         responses.router,
         conversations.router,
         admin.router,
+        budgets.router,
         seed_routes.router,
+        usage.router,
     ):
         app.include_router(router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
+    # Innermost: the model routes skip FastAPI's router, inside the two below.
+    app.add_middleware(HotRoutes, routes=hot_routes(app, METERED_ROUTES))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestContextMiddleware)  # outermost: every line has the request id
+    # Outermost: every line has the request id, every model request reaches the ledger.
+    app.add_middleware(
+        RequestContextMiddleware,
+        ledger=services.ledger,
+        metrics=services.metrics if settings.metrics_enabled else None,
+    )
     return app

@@ -240,7 +240,7 @@ app.add_typer(users, name="users")
 app.add_typer(keys, name="keys")
 
 
-def _with_accounts(config: Path | None, work: Callable[[Accounts], Awaitable[T]]) -> T:
+def with_database(config: Path | None, work: Callable[[Settings, Database], Awaitable[T]]) -> T:
     """Run `work` against the configured database, migrated first; API errors exit with 1."""
     settings = _settings_or_exit(config)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -250,7 +250,7 @@ def _with_accounts(config: Path | None, work: Callable[[Accounts], Awaitable[T]]
     async def run() -> T:
         database = Database(url)
         try:
-            return await work(Accounts(AccountStore(database)))
+            return await work(settings, database)
         finally:
             await database.close()
 
@@ -259,6 +259,10 @@ def _with_accounts(config: Path | None, work: Callable[[Accounts], Awaitable[T]]
     except AIServiceError as exc:
         err.print(f"[red]{exc.message}[/red]", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+def _with_accounts(config: Path | None, work: Callable[[Accounts], Awaitable[T]]) -> T:
+    return with_database(config, lambda _, database: work(Accounts(AccountStore(database))))
 
 
 @users.command("add")
@@ -297,15 +301,46 @@ def users_disable(email: str, config: ConfigOption = None) -> None:
 def keys_create(
     email: str,
     name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "default",
+    budget: Annotated[
+        float | None, typer.Option(help="Give the key a budget of this many USD per period.")
+    ] = None,
+    budget_period: Annotated[
+        str, typer.Option(help="The budget's period: day, month (UTC) or total.")
+    ] = "month",
+    rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
+    rpd: Annotated[int | None, typer.Option(min=1, help="Requests per day.")] = None,
+    tpm: Annotated[int | None, typer.Option(min=1, help="Tokens per minute.")] = None,
+    tpd: Annotated[int | None, typer.Option(min=1, help="Tokens per day.")] = None,
+    burst: Annotated[
+        int | None, typer.Option(min=1, help="Requests at once before throttling.")
+    ] = None,
+    priority: Annotated[
+        str | None, typer.Option(help="Default priority of its requests: high, medium, low.")
+    ] = None,
+    max_priority: Annotated[
+        str | None, typer.Option(help="Highest priority an x-priority header may ask for.")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create an API key for a user and print it (it is not shown again)."""
-    new = _with_accounts(config, lambda a: a.create_key(email, name))
+    """Create an API key for a user and print it (it is not shown again). Rate limits not
+    given follow the configured defaults."""
+    from aiservice.cli_budgets import check_budget_options, set_key_budget
+    from aiservice.cli_limits import limit_values
+
+    if budget is not None:
+        check_budget_options(budget, budget_period)  # before the key exists
+    own = limit_values(
+        rpm=rpm, rpd=rpd, tpm=tpm, tpd=tpd, burst=burst, priority=priority,
+        max_priority=max_priority,
+    )  # fmt: skip
+    new = _with_accounts(config, lambda a: a.create_key(email, name, own))
     err.print(
         f"Created {new.key.id} ({new.key.name}) for {email}. Store it now, it is not shown again:",
         soft_wrap=True,
     )
     out.print(new.secret, highlight=False)
+    if budget is not None:
+        set_key_budget(config, new.key.id, budget, budget_period)
 
 
 @keys.command("list")
@@ -313,10 +348,20 @@ def keys_list(
     email: Annotated[str | None, typer.Argument()] = None, config: ConfigOption = None
 ) -> None:
     """List API keys, of one user or of everyone."""
-    table = Table("id", "user", "name", "key", "created", "revoked")
+    from aiservice.cli_limits import describe
+
+    table = Table("id", "user", "name", "key", "created", "revoked", "rate limits")
     for key, user in _with_accounts(config, lambda a: a.keys(email)):
         revoked = _when(key.revoked_at) if key.revoked_at else ""
-        table.add_row(key.id, user.email, key.name, key.key_hint, _when(key.created_at), revoked)
+        table.add_row(
+            key.id,
+            user.email,
+            key.name,
+            key.key_hint,
+            _when(key.created_at),
+            revoked,
+            describe(key.rate_limits),
+        )
     _print_table(table)
 
 
@@ -340,3 +385,13 @@ def _yes(flag: bool) -> str:
 
 def _when(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# Commands kept in modules of their own, registered last: they use the helpers above.
+from aiservice.cli_budgets import register as register_budget_commands  # noqa: E402
+from aiservice.cli_limits import limits  # noqa: E402
+from aiservice.cli_usage import usage  # noqa: E402
+
+app.command()(usage)
+register_budget_commands(app)
+app.add_typer(limits, name="limits")

@@ -21,6 +21,7 @@ import logging
 import os
 import queue
 import threading
+import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from openai import OpenAI
     from openai.types.chat import ChatCompletionChunk
 
+    from aiservice.metering.meter import Meter
     from aiservice.services.chat_completions import PreparedChat
     from aiservice.services.runtime import AppServices, ServiceRuntime
 
@@ -213,21 +215,40 @@ class _Embedded:
     # The calls. Each runs on the private loop; errors become AIServiceError.
 
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
+        from aiservice.metering.meter import metering
+
         async def create(services: AppServices) -> dict[str, Any]:
             service = services.chat_completions
-            completion = await service.complete(await service.prepare(request, _owner()))
-            return completion.model_dump(mode="json", exclude_unset=True)
+            meter = _new_meter()
+            ended: BaseException | None = None
+            try:
+                with metering(meter):
+                    completion = await service.complete(await service.prepare(request, _owner()))
+                return completion.model_dump(mode="json", exclude_unset=True)
+            except BaseException as exc:
+                ended = exc
+                raise
+            finally:
+                _record(services, meter, ended)
 
         request = self._chat_request(params)
         return self._run(create)
 
     def stream(self, params: dict[str, Any]) -> Result:
-        async def prepare(services: AppServices) -> PreparedChat:
-            return await services.chat_completions.prepare(request, _owner())
+        from aiservice.metering.meter import metering
 
+        async def prepare(services: AppServices) -> PreparedChat:
+            try:
+                with metering(meter):
+                    return await services.chat_completions.prepare(request, _owner())
+            except BaseException as exc:
+                _record(services, meter, exc)
+                raise
+
+        meter = _new_meter()
         request = self._chat_request({**params, "stream": True})
         chat = self._run(prepare)  # every refusal is raised here, before any chunk
-        return {"success": True, "stream": self._chunks(chat)}
+        return {"success": True, "stream": self._chunks(chat, meter)}
 
     def retrieve(self, completion_id: str) -> dict[str, Any]:
         return self._run(lambda s: s.stored_completions.retrieve(_owner(), completion_id))
@@ -282,20 +303,27 @@ class _Embedded:
 
     # Streaming: a task on the loop feeds a thread-safe queue; the caller's iterator reads it.
 
-    def _chunks(self, chat: PreparedChat) -> Iterator[ChatCompletionChunk]:
+    def _chunks(self, chat: PreparedChat, meter: Meter) -> Iterator[ChatCompletionChunk]:
         """Nothing runs until the first `next()`; closing the iterator (or dropping it) cancels
-        the generation, as a client leaving a server's stream does."""
+        the generation, as a client leaving a server's stream does. The usage record is
+        written when the generation ends: a stream never read generated nothing, and has none."""
         loop, runtime = self._started()
         chunks: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
         async def produce() -> None:
+            ended: BaseException | None = None
             try:
                 async for chunk in runtime.services.chat_completions.stream(chat):
                     if chunk.choices:  # every chunk given out has a choice (seed 000's loop)
                         chunks.put(chunk)
             except Exception as exc:
+                ended = exc
                 chunks.put(_embedded_error(exc))
+            except BaseException as exc:
+                ended = exc
+                raise
             finally:
+                _record(runtime.services, meter, ended)
                 chunks.put(_END)
 
         future = asyncio.run_coroutine_threadsafe(produce(), loop)
@@ -397,6 +425,29 @@ def _owner() -> str:
     from aiservice.governance.accounts import MASTER
 
     return MASTER.owner
+
+
+# The usage ledger's route for the facade's chat completions: what the server's route would
+# be, marked as called in-process (no HTTP request, no key).
+EMBEDDED_CHAT_ROUTE = "embedded:/v1/chat/completions"
+
+
+def _new_meter() -> Meter:
+    from aiservice.metering.meter import Meter
+
+    meter = Meter(EMBEDDED_CHAT_ROUTE, f"req_{uuid.uuid4().hex}")
+    meter.owner = _owner()
+    return meter
+
+
+def _record(services: AppServices, meter: Meter, ended: BaseException | None) -> None:
+    """Hand the call's meter to the ledger: `ended` is what stopped it early, if anything."""
+    if isinstance(ended, Exception):
+        if meter.error is None:  # a refusal before the generation (which notes its own)
+            meter.failed(ended)
+    elif ended is not None:
+        meter.interrupted = True  # cancelled: the stream was closed, or the call abandoned
+    services.ledger.record(meter, 200)
 
 
 def _validated(shape: Any, values: Any) -> Any:

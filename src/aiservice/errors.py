@@ -107,6 +107,15 @@ class UpstreamRefused(AIServiceError):
     default_code = "upstream_error"
 
 
+class BudgetExceeded(AIServiceError):
+    """The caller's user or key has spent its budget for the period (429); Retry-After says
+    when the period resets (none for a `total` budget)."""
+
+    status_code = 429
+    error_type = "insufficient_quota"
+    default_code = "budget_exceeded"
+
+
 class InternalError(AIServiceError):
     """Anything unexpected: the message never carries the exception's own text."""
 

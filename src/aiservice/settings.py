@@ -122,6 +122,35 @@ class ModelConfig(BaseModel):
         return self.upstream_model or self.name
 
 
+Priority = Literal["high", "medium", "low"]
+
+
+class LimitValues(BaseModel):
+    """Rate limits of one key or one user; None is unlimited. Also the shape of a key's or a
+    user's own values, which replace the defaults field by field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rpm: int | None = Field(default=None, ge=1)  # requests per minute
+    rpd: int | None = Field(default=None, ge=1)  # requests per day
+    tpm: int | None = Field(default=None, ge=1)  # tokens per minute (input estimate + max)
+    tpd: int | None = Field(default=None, ge=1)  # tokens per day
+    burst: int | None = Field(default=None, ge=1)  # requests at once, refilled at rpm/60 a second
+    priority: Priority | None = None  # a request's priority without an x-priority header
+    max_priority: Priority | None = None  # the highest an x-priority header may ask for
+
+
+class RateLimitConfig(BaseModel):
+    """`[rate_limits]`: the defaults for every key and every user, and queueing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: LimitValues = Field(default_factory=LimitValues)
+    user: LimitValues = Field(default_factory=LimitValues)
+    # How long a limited request may wait for its turn (in priority order) before its 429.
+    max_wait_s: float = Field(default=0, ge=0, le=600)
+
+
 def _default_models() -> list[ModelConfig]:
     models = [ModelConfig(name=DEFAULT_LOCAL_MODEL, provider="local")]
     if os.environ.get("OPENAI_API_KEY"):
@@ -176,6 +205,19 @@ class Settings(BaseSettings):
     worker_poll_s: float = Field(default=0.5, gt=0, le=60)
     job_lease_s: float = Field(default=30, ge=1)
     job_max_attempts: int = Field(default=3, ge=1)
+    # The usage ledger writes its records in batches: at least this often, and at once when
+    # this many are waiting.
+    ledger_flush_s: float = Field(default=1.0, gt=0, le=60)
+    ledger_batch_size: int = Field(default=500, ge=1)
+    # Budget alerts (50/80/100 %) are POSTed here as JSON, retried with backoff. Unset: alerts
+    # are only logged and listed by GET /v1/admin/alerts.
+    alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    # How often a process re-reads the budget list and spending, for changes made by other
+    # processes and the CLI.
+    budget_refresh_s: float = Field(default=5.0, gt=0, le=300)
+    # GET /metrics (Prometheus text, no authentication: labels carry no tenant data).
+    metrics_enabled: bool = True
+    rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Extra names answered by a configured model, used only when no model has that name.
     aliases: dict[str, str] = Field(default_factory=_default_aliases)

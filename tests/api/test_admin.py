@@ -18,8 +18,9 @@ from support import (
 )
 
 PASSWORD = "correct horse battery"
-USER_FIELDS = {"object", "id", "email", "is_admin", "disabled", "created_at"}
+USER_FIELDS = {"object", "id", "email", "is_admin", "disabled", "created_at", "rate_limits"}
 KEY_FIELDS = {"object", "id", "name", "user_id", "email", "key_hint", "created_at", "revoked_at"}
+KEY_FIELDS |= {"rate_limits"}
 # Every admin route, with a body where it takes one.
 ADMIN_ROUTES = [
     ("POST", "/v1/admin/users", {"email": "x@example.com", "password": "long enough pw"}),
@@ -28,6 +29,9 @@ ADMIN_ROUTES = [
     ("POST", "/v1/admin/keys", {"email": "x@example.com"}),
     ("GET", "/v1/admin/keys", None),
     ("DELETE", "/v1/admin/keys/key_0123", None),
+    ("PUT", "/v1/admin/keys/key_0123/rate_limits", {"rpm": 1}),
+    ("PUT", "/v1/admin/users/x@example.com/rate_limits", {"rpm": 1}),
+    ("GET", "/v1/admin/ratelimits", None),
 ]
 
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aiservice.api.deps import Principal, app_services, authenticate, json_body
 from aiservice.errors import NotFound
 from aiservice.governance.accounts import Accounts, key_view, user_view
+from aiservice.settings import LimitValues
 
 
 async def admin(request: Request, principal: Principal = Depends(authenticate)) -> Principal:
@@ -22,7 +23,7 @@ async def admin(request: Request, principal: Principal = Depends(authenticate)) 
     return principal
 
 
-def accounts(request: Request) -> Accounts:
+async def accounts(request: Request) -> Accounts:
     return app_services(request).accounts
 
 
@@ -42,6 +43,7 @@ class _NewKey(BaseModel):
 
     email: str
     name: str = Field(default="default")
+    rate_limits: LimitValues | None = None
 
 
 @router.post("/users", status_code=201)
@@ -63,7 +65,7 @@ async def disable_user(email: str, users: Accounts = Depends(accounts)) -> dict[
 @router.post("/keys", status_code=201)
 async def create_key(request: Request, users: Accounts = Depends(accounts)) -> dict[str, Any]:
     body = await json_body(request, _NewKey)
-    new = await users.create_key(body.email, body.name)
+    new = await users.create_key(body.email, body.name, body.rate_limits)
     assert new.user is not None
     return key_view(new.key, new.user, new.secret)
 
@@ -78,3 +80,26 @@ async def list_keys(
 @router.delete("/keys/{key_id}")
 async def revoke_key(key_id: str, users: Accounts = Depends(accounts)) -> dict[str, Any]:
     return key_view(*await users.revoke_key(key_id))
+
+
+# Rate limits: a key's or a user's own values over the configured defaults, field by field;
+# an empty object puts them back on the defaults.
+@router.put("/keys/{key_id}/rate_limits")
+async def set_key_limits(
+    key_id: str, request: Request, users: Accounts = Depends(accounts)
+) -> dict[str, Any]:
+    limits = await json_body(request, LimitValues)
+    return key_view(*await users.set_key_limits(key_id, limits))
+
+
+@router.put("/users/{email}/rate_limits")
+async def set_user_limits(
+    email: str, request: Request, users: Accounts = Depends(accounts)
+) -> dict[str, Any]:
+    limits = await json_body(request, LimitValues)
+    return user_view(await users.set_user_limits(email, limits))
+
+
+@router.get("/ratelimits")
+async def rate_limit_stats(request: Request) -> dict[str, Any]:
+    return {"object": "list", "data": await app_services(request).admission.stats()}

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from sse_starlette import EventSourceResponse
 
-from aiservice.api.deps import Principal, authenticate, chat_completions, json_body
+from aiservice.api.deps import app_services, model_request
 from aiservice.api.streaming import CLIENT_CLOSED_REQUEST, sse, unless_client_leaves
-from aiservice.services.chat_completions import ChatCompletionService
 from aiservice.services.chat_request import ChatCompletionRequest
 
-# Authentication is the handler's own dependency (it needs the principal): declared on the
-# router too, FastAPI solved it twice per request.
 router = APIRouter(prefix="/v1", tags=["chat"])
 
 
+# Only the request as parameter: hot_routes calls this very function before FastAPI's router.
 @router.post("/chat/completions")
-async def create_chat_completion(
-    request: Request,
-    principal: Principal = Depends(authenticate),
-    service: ChatCompletionService = Depends(chat_completions),
-) -> Response:
-    body = await json_body(request, ChatCompletionRequest)
+async def create_chat_completion(request: Request) -> Response:
+    principal, body = await model_request(request, ChatCompletionRequest)
+    service = app_services(request).chat_completions
     chat = await service.prepare(body, principal.owner)
     if body.stream:
         return EventSourceResponse(sse(service.stream(chat)), sep="\n", ping=15)

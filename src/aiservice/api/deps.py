@@ -13,43 +13,85 @@ from pydantic import BaseModel, ValidationError
 from aiservice.api.error_handlers import validation_error
 from aiservice.errors import AuthenticationFailed
 from aiservice.governance.accounts import MASTER, Principal
+from aiservice.governance.admission import PRIORITY_HEADER
+from aiservice.metering.meter import current_meter
 from aiservice.providers.registry import ModelRegistry
-from aiservice.services.chat_completions import ChatCompletionService
+from aiservice.services.chat_request import ChatCompletionRequest
 from aiservice.services.conversations import ConversationService
+from aiservice.services.response_request import ResponseRequest
 from aiservice.services.responses import ResponseService
 from aiservice.services.runtime import AppServices
 from aiservice.services.stored_completions import StoredCompletions
 
 Body = TypeVar("Body", bound=BaseModel)
+ModelBody = TypeVar("ModelBody", ChatCompletionRequest, ResponseRequest)
 Model = TypeVar("Model", bound=BaseModel)
 
 
 def app_services(request: Request) -> AppServices:
+    # A plain function for the handlers; the dependencies below are `async def` because
+    # FastAPI runs a sync dependency in a worker thread: a thread hop per request.
     return request.app.state.services
 
 
-def chat_completions(request: Request) -> ChatCompletionService:
-    return app_services(request).chat_completions
-
-
-def stored_completions(request: Request) -> StoredCompletions:
+async def stored_completions(request: Request) -> StoredCompletions:
     return app_services(request).stored_completions
 
 
-def responses(request: Request) -> ResponseService:
+async def responses(request: Request) -> ResponseService:
     return app_services(request).responses
 
 
-def conversations(request: Request) -> ConversationService:
+async def conversations(request: Request) -> ConversationService:
     return app_services(request).conversations
 
 
-def registry(request: Request) -> ModelRegistry:
+async def registry(request: Request) -> ModelRegistry:
     return app_services(request).registry
 
 
 async def authenticate(request: Request) -> Principal:
     """Bearer (the master key or a user's API key) or Basic (a user's e-mail and password)."""
+    principal = await _principal(request)
+    meter = current_meter()
+    if meter is not None:
+        meter.owner, meter.key_id = principal.owner, principal.key_id
+    return principal
+
+
+async def model_request(request: Request, shape: type[ModelBody]) -> tuple[Principal, ModelBody]:
+    """The caller and body of a model route, past every check that comes before model work,
+    in order: authentication, budgets, the body, rate limits. Called by the model routes'
+    handlers themselves, not as a dependency: they are served before FastAPI's router
+    (hot_routes)."""
+    principal = await authenticate(request)
+    await app_services(request).budgets.check(principal)
+    body = await json_body(request, shape)
+    await admit(request, principal, body.output_token_cap)
+    return principal, body
+
+
+async def admit(request: Request, principal: Principal, output_tokens: int | None) -> None:
+    """Take the request's share of its rate limits (after its body is read: tokens are
+    estimated from it), or raise the 429. The admission travels on the request's meter: its
+    headers go on the response, its token charge is settled when the request ends."""
+    admitted = await app_services(request).admission.admit(
+        principal,
+        len(await request.body()),
+        output_tokens or 0,
+        request.headers.get(PRIORITY_HEADER),
+    )
+    meter = current_meter()
+    if admitted is None or meter is None:
+        return
+    meter.admission = admitted.admission
+    meter.priority = admitted.priority.value
+    meter.settles_tokens = admitted.counts_tokens
+    if admitted.admission.waited_s:
+        meter.wait_ms = admitted.admission.waited_s * 1000
+
+
+async def _principal(request: Request) -> Principal:
     services = app_services(request)
     header = request.headers.get("authorization")
     if not header:

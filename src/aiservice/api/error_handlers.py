@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,6 +20,7 @@ from aiservice.errors import (
     NotFound,
     RequestTooLarge,
 )
+from aiservice.metering.meter import current_meter
 from aiservice.services.chat_request import ParameterConflict, UnknownParameter
 from aiservice.services.seed_format import error_result
 
@@ -43,6 +45,9 @@ def error_body(error: AIServiceError, path: str) -> dict[str, Any]:
 
 
 def error_response(error: AIServiceError, path: str = "") -> JSONResponse:
+    meter = current_meter()
+    if meter is not None and meter.error is None:
+        meter.error = error  # the usage record's error code
     if not is_seed_path(path):
         return JSONResponse(error.envelope(), status_code=error.status_code, headers=error.headers)
     # Basic auth is what the seed's clients (curl -u, browsers) use: tell them to send it.
@@ -52,10 +57,19 @@ def error_response(error: AIServiceError, path: str = "") -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(AIServiceError, _on_service_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _on_validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)  # type: ignore[arg-type]
+    for exception_class, handler in _HANDLERS.items():
+        app.add_exception_handler(exception_class, handler)  # type: ignore[arg-type]
     # Anything else is a fault of ours, answered by RequestContextMiddleware (with the id).
+
+
+def handler_for(exc: Exception) -> ErrorHandler | None:
+    """The handler FastAPI would call for `exc` (looked up the way Starlette does, by the
+    exception's classes in order); None for a fault of ours. For the routes served before
+    FastAPI's router (hot_routes), so that they answer errors exactly as it does."""
+    for exception_class in type(exc).__mro__:
+        if exception_class in _HANDLERS:
+            return _HANDLERS[exception_class]
+    return None
 
 
 async def _on_service_error(request: Request, exc: AIServiceError) -> JSONResponse:
@@ -79,6 +93,14 @@ async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONR
         error = InvalidRequest(str(exc.detail))
         error.status_code = exc.status_code
     return error_response(error, request.url.path)
+
+
+ErrorHandler = Callable[[Request, Any], Awaitable[JSONResponse]]
+_HANDLERS: dict[type[Exception], ErrorHandler] = {
+    AIServiceError: _on_service_error,
+    RequestValidationError: _on_validation_error,
+    StarletteHTTPException: _on_http_error,
+}
 
 
 def validation_error(errors: Any) -> InvalidRequest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -13,18 +14,40 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aiservice.api.error_handlers import error_body, error_response
 from aiservice.errors import InternalError, RequestTooLarge
+from aiservice.metering.ledger import UsageLedger
+from aiservice.metering.meter import Meter, make_current, restore
 from aiservice.observability.logging import request_id_var
+from aiservice.observability.metrics import UNMATCHED_ROUTE, ServiceMetrics
 
 access_log = logging.getLogger("aiservice.access")
 log = logging.getLogger(__name__)
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-class RequestContextMiddleware:
-    """Give each request one id (the client's `x-request-id` if sane), echo it, log one line."""
+# The routes that call a model: each request on them is metered for the usage ledger.
+METERED_ROUTES = frozenset(
+    {
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/api/ai/chat/completions"),
+        ("POST", "/v1/responses"),
+    }
+)
 
-    def __init__(self, app: ASGIApp):
+
+class RequestContextMiddleware:
+    """Give each request one id (the client's `x-request-id` if sane), echo it, log one line;
+    meter the requests of model routes for the usage ledger; observe the others' metrics
+    (a model request's are observed from its usage record)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        ledger: UsageLedger | None = None,
+        metrics: ServiceMetrics | None = None,
+    ):
         self.app = app
+        self.ledger = ledger
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,13 +57,21 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status: int | None = None
+        meter = None
+        if self.ledger is not None and (scope["method"], scope["path"]) in METERED_ROUTES:
+            meter = Meter(scope["path"], request_id)
+            meter_token = make_current(meter)
+        if self.metrics is not None:
+            self.metrics.in_flight.inc()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
+                if meter is not None and meter.admission is not None:
+                    headers += _encoded(meter.admission.headers)  # x-ratelimit-*
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -54,16 +85,48 @@ class RequestContextMiddleware:
             response = error_response(InternalError(), scope["path"])
             await response(scope, receive, send_with_id)
         finally:
+            duration_s = time.perf_counter() - started
+            if meter is not None:
+                restore(meter_token)
+                if not meter.deferred:
+                    self.ledger.record(meter, status or 500)
+                    if meter.settles_tokens:
+                        _settle(meter)
+            if self.metrics is not None:
+                self.metrics.in_flight.dec()
+                if meter is None or meter.deferred:
+                    self.metrics.observe_http(_route_template(scope), status or 500, duration_s)
             access_log.info(
                 "request",
                 extra={
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status or 500,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(duration_s * 1000, 2),
                 },
             )
             request_id_var.reset(token)
+
+
+def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode(), value.encode()) for name, value in headers.items()]
+
+
+_settling: set[asyncio.Task[None]] = set()  # held until done: the loop keeps weak references
+
+
+def _settle(meter: Meter) -> None:
+    """Correct the request's token charge to its real usage, off the response path."""
+    used = meter.input_tokens + meter.output_tokens if meter.model_served else 0
+    task = asyncio.create_task(meter.admission.settle(used))
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
+
+
+def _route_template(scope: Scope) -> str:
+    # The router leaves the route it chose in the scope; its path is a template
+    # ("/v1/responses/{response_id}"), so the metrics' label values stay few.
+    return getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
 
 
 def _request_id(scope: Scope) -> str:

@@ -12,7 +12,15 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from aiservice.api.deps import Principal, authenticate, json_body, query_as, responses
+from aiservice.api.deps import (
+    Principal,
+    app_services,
+    authenticate,
+    json_body,
+    model_request,
+    query_as,
+    responses,
+)
 from aiservice.api.streaming import CLIENT_CLOSED_REQUEST, unless_client_leaves
 from aiservice.errors import as_service_error
 from aiservice.services.response_request import InputTokensRequest, ResponseRequest
@@ -23,13 +31,11 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/responses", tags=["responses"])
 
 
+# Only the request as parameter: hot_routes calls this very function before FastAPI's router.
 @router.post("")
-async def create_response(
-    request: Request,
-    principal: Principal = Depends(authenticate),
-    service: ResponseService = Depends(responses),
-) -> Response:
-    body = await json_body(request, ResponseRequest)
+async def create_response(request: Request) -> Response:
+    principal, body = await model_request(request, ResponseRequest)
+    service = app_services(request).responses
     if body.background:
         queued = await service.enqueue(body, principal.owner)
         if body.stream:

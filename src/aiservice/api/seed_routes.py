@@ -13,20 +13,21 @@ import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from aiservice.api.deps import (
     Principal,
+    app_services,
     authenticate,
-    chat_completions,
     json_body,
+    model_request,
     parse_query,
     stored_completions,
 )
 from aiservice.api.error_handlers import SEED_PREFIX
 from aiservice.api.streaming import CLIENT_CLOSED_REQUEST, sse, unless_client_leaves
 from aiservice.services import seed_format
-from aiservice.services.chat_completions import ChatCompletionService
 from aiservice.services.chat_request import ChatCompletionRequest
 from aiservice.services.stored_completions import (
     CompletionFilter,
@@ -42,11 +43,9 @@ log = logging.getLogger(__name__)
 _SEED_PARAM_NAME = re.compile(r"^(model|metadata)_filter(?=$|\[)")
 
 
-router = APIRouter(
-    prefix=f"{SEED_PREFIX}/chat/completions",
-    tags=["seed"],
-    dependencies=[Depends(authenticate)],
-)
+# Each route authenticates itself: a router-wide dependency would keep the POST from being
+# served before FastAPI's router (hot_routes).
+router = APIRouter(prefix=f"{SEED_PREFIX}/chat/completions", tags=["seed"])
 
 
 def _query(request: Request, shape: type[Page]) -> Any:
@@ -54,13 +53,11 @@ def _query(request: Request, shape: type[Page]) -> Any:
     return parse_query([(_SEED_PARAM_NAME.sub(r"\1", name), value) for name, value in items], shape)
 
 
+# Only the request as parameter: hot_routes calls this very function before FastAPI's router.
 @router.post("", response_model=None)
-async def create_chat_completion(
-    request: Request,
-    principal: Principal = Depends(authenticate),
-    service: ChatCompletionService = Depends(chat_completions),
-) -> Response | dict[str, Any]:
-    body = await json_body(request, ChatCompletionRequest)
+async def create_chat_completion(request: Request) -> Response:
+    principal, body = await model_request(request, ChatCompletionRequest)
+    service = app_services(request).chat_completions
     chat = await service.prepare(body, principal.owner)
     if body.stream:  # the same SSE chunks as /v1; an error mid-stream in the seed's shape
         stream = sse(service.stream(chat), seed_format.error_result)
@@ -68,7 +65,8 @@ async def create_chat_completion(
     completion = await unless_client_leaves(request, service.complete(chat))
     if completion is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return seed_format.completion_result(completion.model_dump(mode="json", exclude_unset=True))
+    result = seed_format.completion_result(completion.model_dump(mode="json", exclude_unset=True))
+    return JSONResponse(result)
 
 
 @router.get("")

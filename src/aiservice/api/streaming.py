@@ -42,24 +42,34 @@ async def sse(
 
 
 async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T | None:
-    """Await `work`, but cancel it (stopping generation) if the client disconnects first."""
-    task = asyncio.ensure_future(work)
+    """Await `work`, but cancel it (stopping generation) if the client disconnects first.
 
-    async def client_left() -> None:
+    `work` runs in the caller's task and only the watcher gets one of its own: a task for
+    each would cost a second task and an `asyncio.wait` on every request.
+    """
+    caller = asyncio.current_task()
+    assert caller is not None
+    client_left = False
+
+    async def cancel_when_client_leaves() -> None:
+        nonlocal client_left
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        client_left = True
+        caller.cancel()
 
-    watcher = asyncio.ensure_future(client_left())
+    watcher = asyncio.ensure_future(cancel_when_client_leaves())
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
+        result = await work
+    except BaseException:
+        if not client_left:
+            raise  # the work failed, or the caller itself was cancelled
+        result = None
     finally:
         watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    if not client_left:
+        return result
+    # The cancellation was ours and has been dealt with: the caller is not being cancelled.
+    caller.uncancel()
     log.info("client disconnected; generation cancelled")
     return None

@@ -13,6 +13,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from aiservice.errors import InvalidRequest, NotFound
+from aiservice.settings import LimitValues
 from aiservice.store.accounts import AccountStore, DuplicateEmail
 from aiservice.store.tables import ApiKey, User
 
@@ -32,6 +33,9 @@ class Principal:
     is_admin: bool
     email: str | None = None
     key_id: str | None = None
+    # Their own rate limits over the configured defaults (None: the defaults).
+    key_limits: dict[str, Any] | None = None
+    user_limits: dict[str, Any] | None = None
 
 
 MASTER = Principal(owner="admin", is_admin=True)
@@ -92,7 +96,9 @@ class Accounts:
         assert user is not None
         return user
 
-    async def create_key(self, email: str, name: str = "default") -> NewKey:
+    async def create_key(
+        self, email: str, name: str = "default", rate_limits: LimitValues | None = None
+    ) -> NewKey:
         name = name.strip()
         if not name or len(name) > 128:
             raise InvalidRequest("A key's name needs 1 to 128 characters.", param="name")
@@ -108,6 +114,7 @@ class Accounts:
             key_hint=f"{secret[:5]}…{secret[-4:]}",
             created_at=int(time.time()),
             revoked_at=None,
+            rate_limits=_stored_limits(rate_limits),
         )
         await self._store.add_key(key)
         return NewKey(key, secret, user)
@@ -120,6 +127,18 @@ class Accounts:
             raise NotFound(f"No user {email}.")
         return await self._store.keys(user.id)
 
+    async def key(self, key_id: str) -> tuple[ApiKey, User]:
+        found = await self._store.key_by_id(key_id)
+        if found is None:
+            raise NotFound(f"No key {key_id}.")
+        return found
+
+    async def user(self, email: str) -> User:
+        user = await self._store.user_by_email(normalise_email(email))
+        if user is None:
+            raise NotFound(f"No user {email}.")
+        return user
+
     async def revoke_key(self, key_id: str) -> tuple[ApiKey, User]:
         """Revoke the key (it stops working on the next request); returns it and its owner."""
         if not await self._store.revoke_key(key_id, int(time.time())):
@@ -128,13 +147,36 @@ class Accounts:
         assert found is not None
         return found
 
+    async def set_key_limits(self, key_id: str, limits: LimitValues | None) -> tuple[ApiKey, User]:
+        """Give the key its own rate limits (None: back to the defaults); returns it."""
+        if not await self._store.set_key_limits(key_id, _stored_limits(limits)):
+            raise NotFound(f"No key {key_id}.")
+        found = await self._store.key_by_id(key_id)
+        assert found is not None
+        return found
+
+    async def set_user_limits(self, email: str, limits: LimitValues | None) -> User:
+        """Give the user their own rate limits (None: back to the defaults); returns them."""
+        email = normalise_email(email)
+        if not await self._store.set_user_limits(email, _stored_limits(limits)):
+            raise NotFound(f"No user {email}.")
+        user = await self._store.user_by_email(email)
+        assert user is not None
+        return user
+
     async def principal_for_key(self, secret: str) -> Principal | None:
         """The key's owner, looked up on every request so that a revocation counts at once."""
         found = await self._store.active_key(key_digest(secret))
         if found is None:
             return None
-        key, user = found
-        return Principal(owner=user.id, is_admin=user.is_admin, email=user.email, key_id=key.id)
+        return Principal(
+            owner=found.user_id,
+            is_admin=found.is_admin,
+            email=found.email,
+            key_id=found.key_id,
+            key_limits=found.key_limits,
+            user_limits=found.user_limits,
+        )
 
     async def principal_for_password(self, email: str, password: str) -> Principal | None:
         user = await self._store.user_by_email(email.strip().lower())
@@ -150,7 +192,9 @@ class Accounts:
             if len(self._verified) > 10_000:
                 self._verified.clear()
             self._verified[remembered] = time.monotonic() + _VERIFIED_TTL_S
-        return Principal(owner=user.id, is_admin=user.is_admin, email=user.email)
+        return Principal(
+            owner=user.id, is_admin=user.is_admin, email=user.email, user_limits=user.rate_limits
+        )
 
 
 def user_view(user: User) -> dict[str, Any]:
@@ -162,6 +206,7 @@ def user_view(user: User) -> dict[str, Any]:
         "is_admin": user.is_admin,
         "disabled": user.disabled,
         "created_at": user.created_at,
+        "rate_limits": user.rate_limits or {},
     }
 
 
@@ -176,8 +221,19 @@ def key_view(key: ApiKey, user: User, secret: str | None = None) -> dict[str, An
     }
     if secret is not None:
         view["key"] = secret
-    view |= {"key_hint": key.key_hint, "created_at": key.created_at, "revoked_at": key.revoked_at}
+    view |= {
+        "key_hint": key.key_hint,
+        "created_at": key.created_at,
+        "revoked_at": key.revoked_at,
+        "rate_limits": key.rate_limits or {},
+    }
     return view
+
+
+def _stored_limits(limits: LimitValues | None) -> dict[str, Any] | None:
+    """Only the values set: the others follow the configured defaults."""
+    values = limits.model_dump(exclude_none=True) if limits is not None else {}
+    return values or None
 
 
 def _verify(password_hash: str, password: str) -> bool:

@@ -8,7 +8,7 @@ the client as a status code before any streamed byte; the prepared generation th
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -109,6 +109,7 @@ class ChoiceFinished:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int | None = None  # of the prompt's, when the provider says
 
     @property
     def total_tokens(self) -> int:
@@ -123,6 +124,7 @@ class PreparedGeneration(ABC):
 
     model: str  # the model that really answers, as clients should see it
     prompt_tokens: int
+    attempts: Sequence[Any] = ()  # upstream attempts so far (providers.upstream.Attempt)
 
     @abstractmethod
     def events(self) -> AsyncIterator[GenerationEvent]:

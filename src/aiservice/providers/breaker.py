@@ -33,6 +33,10 @@ class CircuitBreaker:
         # Whether this process holds the one half-open probe, and since when (in-process).
         self._probing = False
         self._probe_at: float | None = None
+        # With Redis: whether the last read of the shared state found anything to reset. A
+        # success then costs no write when the circuit is closed with no failure counted (the
+        # usual case: one round trip per request instead of two).
+        self._shared_dirty = True
 
     async def allow(self) -> bool:
         """May a request go through now? When half-open, one probe at a time."""
@@ -62,8 +66,9 @@ class CircuitBreaker:
 
     async def succeeded(self) -> None:
         was_open = self._probing or self._opened_at is not None
+        dirty = self._shared_dirty or self._probing
         self._failures, self._opened_at, self._probing, self._probe_at = 0, None, False, None
-        if self._redis is not None:
+        if self._redis is not None and dirty:
             try:
                 await self._redis.delete(self._key, f"{self._key}:probe")
             except RedisError as exc:
@@ -79,6 +84,7 @@ class CircuitBreaker:
                 self._opened_at = time.time()
                 self._log_open(self._failures)
             return
+        self._shared_dirty = True
         try:
             if probing:
                 async with self._redis.pipeline(transaction=True) as pipe:
@@ -95,14 +101,24 @@ class CircuitBreaker:
         except RedisError as exc:
             _fail_open(exc)
 
+    async def state(self) -> str:
+        """The circuit's state: closed, open, or half-open (open long enough to probe)."""
+        opened_at = await self._opened()
+        if opened_at is None:
+            return "closed"
+        return "open" if time.time() - opened_at < self._reset_s else "half-open"
+
     async def _opened(self) -> float | None:
         if self._redis is None:
             return self._opened_at
         try:
-            value = await self._redis.hget(self._key, "opened_at")
+            state = await self._redis.hgetall(self._key)
         except RedisError as exc:
             _fail_open(exc)
+            self._shared_dirty = True
             return None
+        self._shared_dirty = bool(state)  # failures counted, or opened
+        value = state.get(b"opened_at")
         return float(value) if value is not None else None
 
     def _log_open(self, failures: int | None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from typing import Any
 
 from aiservice.errors import UpstreamUnavailable
 from aiservice.providers.base import (
@@ -53,6 +54,11 @@ class FallbackGeneration(PreparedGeneration):
         self._fallbacks = fallbacks
         self.model = primary.model
         self.prompt_tokens = primary.prompt_tokens
+        self._earlier_attempts: list[Any] = []  # of the models given up on
+
+    @property
+    def attempts(self) -> list[Any]:  # type: ignore[override]
+        return self._earlier_attempts + list(self._current.attempts)
 
     async def events(self) -> AsyncIterator[GenerationEvent]:
         remaining = list(self._fallbacks)
@@ -67,6 +73,7 @@ class FallbackGeneration(PreparedGeneration):
                 if started or not remaining:
                     raise
                 name, provider = remaining.pop(0)
+                self._earlier_attempts += self._current.attempts
                 log.warning(
                     "falling back",
                     extra={"model": self.model, "fallback": name, "reason": exc.message},

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from aiservice.errors import ModelNotFound
 from aiservice.providers.base import ChatProvider
+from aiservice.providers.breaker import CircuitBreaker
 from aiservice.providers.fallback import FallbackProvider
 from aiservice.providers.local import LocalProvider
 from aiservice.providers.upstream import UpstreamProvider
@@ -83,6 +84,10 @@ class ModelRegistry:
 
     def served_models(self) -> list[ServedModel]:
         return list(self._served.values())
+
+    def upstream_breakers(self) -> list[CircuitBreaker]:
+        """The circuit breaker of every upstream model, for the metrics."""
+        return [p.breaker for p in self._providers.values() if isinstance(p, UpstreamProvider)]
 
     @property
     def ready(self) -> bool:

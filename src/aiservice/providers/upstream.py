@@ -83,6 +83,7 @@ class UpstreamProvider(ChatProvider):
         self.config = config
         self.model_id = config.name
         self._client: httpx.AsyncClient | None = None
+        self.endpoint: httpx.URL | None = None  # the upstream's chat or responses URL
         # One circuit per upstream and model name: another model on the same server may work.
         self.breaker = CircuitBreaker(
             f"{config.upstream_url}#{config.upstream_name}",
@@ -109,6 +110,9 @@ class UpstreamProvider(ChatProvider):
             timeout=timeout,
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
+        path = upstream_responses.PATH if config.responses_api else upstream_chat.PATH
+        # Joined once: given the path, httpx would join it to base_url for every request.
+        self.endpoint = self._client.build_request("POST", path).url
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -134,9 +138,9 @@ class UpstreamGeneration(PreparedGeneration):
         self._request = request
         config = provider.config
         if config.responses_api:
-            self._path, self._body = upstream_responses.PATH, responses_body(request, config)
+            self._body = responses_body(request, config)
         else:
-            self._path, self._body = upstream_chat.PATH, chat_body(request, config)
+            self._body = chat_body(request, config)
         self.model = provider.model_id
         # An estimate until the upstream reports its count (which then wins).
         self.prompt_tokens = estimate_tokens(prompt_characters(request))
@@ -179,27 +183,47 @@ class UpstreamGeneration(PreparedGeneration):
         self,
     ) -> tuple[httpx.Response, AsyncIterator[str], dict[str, Any] | None]:
         """Open the stream and read its first chunk, retrying what may be retried."""
-        config, breaker = self._provider.config, self._provider.breaker
+        try:
+            # The first attempt outside tenacity: setting its loop up cost more than the
+            # attempt's own Python work, and most requests need no second attempt.
+            return await self._attempt()
+        except _Transient as exc:
+            failure = exc
+        try:
+            return await self._retry_after(failure)
+        except _Transient as exc:
+            raise UpstreamUnavailable(
+                f"The upstream of `{self.model}` did not answer after "
+                f"{self._provider.config.max_retries + 1} attempts ({exc.reason})."
+            ) from None
+
+    async def _retry_after(
+        self, first_failure: _Transient
+    ) -> tuple[httpx.Response, AsyncIterator[str], dict[str, Any] | None]:
+        """The attempts after a failed first one. Tenacity counts the first too (it is
+        replayed as tenacity's attempt 1), so the waits and the stop are those of one loop."""
+        config = self._provider.config
         retrying = AsyncRetrying(
             stop=stop_after_attempt(config.max_retries + 1),
             wait=_wait_backoff_or_retry_after,
             retry=retry_if_exception_type(_Transient),
             reraise=True,
         )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    if not await breaker.allow():
-                        raise UpstreamUnavailable(
-                            f"The upstream of `{self.model}` is failing; its circuit is open."
-                        )
-                    return await self._try_once()
-        except _Transient as exc:
-            raise UpstreamUnavailable(
-                f"The upstream of `{self.model}` did not answer after "
-                f"{config.max_retries + 1} attempts ({exc.reason})."
-            ) from None
+        replay: _Transient | None = first_failure
+        async for attempt in retrying:
+            with attempt:
+                if replay is not None:
+                    failure, replay = replay, None
+                    raise failure
+                return await self._attempt()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(self) -> tuple[httpx.Response, AsyncIterator[str], dict[str, Any] | None]:
+        if not await self._provider.breaker.allow():
+            raise UpstreamUnavailable(
+                f"The upstream of `{self.model}` is failing; its circuit is open."
+            )
+        return await self._try_once()
 
     async def _try_once(self) -> tuple[httpx.Response, AsyncIterator[str], dict[str, Any] | None]:
         provider = self._provider
@@ -207,7 +231,7 @@ class UpstreamGeneration(PreparedGeneration):
         response: httpx.Response | None = None
         try:
             request = self._client.build_request(
-                "POST", self._path, json=self._body, headers=provider.headers()
+                "POST", provider.endpoint, json=self._body, headers=provider.headers()
             )
             whole = not self._body.get("stream", True)
             response = await self._client.send(request, stream=not whole)

@@ -50,7 +50,11 @@ class ChatDecoder:
     def feed(self, chunk: dict[str, Any]) -> list[GenerationEvent]:
         if chunk.get("usage"):
             usage = chunk["usage"]
-            self._usage = Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+            self._usage = Usage(
+                usage.get("prompt_tokens", 0),
+                usage.get("completion_tokens", 0),
+                (usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
+            )
         events: list[GenerationEvent] = []
         for choice in chunk.get("choices") or []:
             events += self._choice(choice)

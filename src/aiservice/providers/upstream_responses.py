@@ -47,7 +47,11 @@ class ResponsesDecoder:
             response = event.get("response") or {}
             usage = response.get("usage")
             if usage:
-                self._usage = Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0))
+                self._usage = Usage(
+                    usage.get("input_tokens", 0),
+                    usage.get("output_tokens", 0),
+                    (usage.get("input_tokens_details") or {}).get("cached_tokens"),
+                )
             return [ChoiceFinished(0, self._finish_reason(kind, response), self._calls or None)]
         if kind in ("response.failed", "error"):
             raise UpstreamUnavailable("The upstream failed the response.")

@@ -18,7 +18,9 @@ import time
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 
-from aiservice.errors import as_service_error
+from aiservice.errors import AIServiceError, as_service_error
+from aiservice.metering.ledger import CLIENT_CLOSED_REQUEST, UsageLedger
+from aiservice.metering.meter import Meter, metering
 from aiservice.services.event_hub import EventHub
 from aiservice.services.response_body import ResponseState
 from aiservice.services.response_run import FINAL_EVENT_TYPES, Event, ResponseRun, final_state
@@ -40,10 +42,17 @@ class WorkerSettings:
 class BackgroundWorker:
     """Claims and runs jobs until stopped; several can share one database."""
 
-    def __init__(self, store: ResponseStore, responses: ResponseService, settings: WorkerSettings):
+    def __init__(
+        self,
+        store: ResponseStore,
+        responses: ResponseService,
+        settings: WorkerSettings,
+        ledger: UsageLedger | None = None,
+    ):
         self._store = store
         self._responses = responses
         self._settings = settings
+        self._ledger = ledger
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
         self._jobs: dict[str, asyncio.Task[None]] = {}
@@ -101,8 +110,20 @@ class BackgroundWorker:
         self._wake.set()  # a slot is free
 
     async def _run(self, row: StoredResponse) -> None:
+        meter = Meter("/v1/responses", row.request_id or row.id, background=True)
+        meter.owner, meter.key_id = row.owner, row.key_id
+        meter.requested(row.request.get("model", row.model), row.request.get("metadata"))
+        with metering(meter):
+            status_code = await self._run_metered(row, meter)
+        if status_code is not None and self._ledger is not None:
+            self._ledger.record(meter, status_code)
+
+    async def _run_metered(self, row: StoredResponse, meter: Meter) -> int | None:
+        """Run the job; the status its usage record gets, or None if it needs none (the
+        job was taken over, or handed back: it is recorded where it ends)."""
         if row.attempts > self._settings.max_attempts:
             outcome = _out_of_attempts(row)
+            meter.failed(AIServiceError("The response was interrupted.", code="interrupted"))
         else:
             waited_ms = (time.time() - row.queued_at) * 1000 if row.queued_at else None
             log.info(
@@ -114,7 +135,7 @@ class BackgroundWorker:
                     "waited_ms": round(waited_ms, 2) if waited_ms is not None else None,
                 },
             )
-            outcome = await self._outcome(row)
+            outcome = await self._outcome(row, meter)
         if outcome is None:
             # Cancelled or taken over: whoever did that wrote the end.
             if await self._store.status(row.id) == "cancelled":
@@ -122,16 +143,22 @@ class BackgroundWorker:
                     "background job finished",
                     extra={"response_id": row.id, "status": "cancelled"},
                 )
-            return
+                meter.interrupted = True
+                return CLIENT_CLOSED_REQUEST
+            return None
         finished = await self._store.finish(row.id, self.worker_id, outcome)
         self._responses.event_hub.notify(row.id)
-        if finished:
-            log.info(
-                "background job finished",
-                extra={"response_id": row.id, "status": outcome.status, "attempt": row.attempts},
-            )
+        if not finished:
+            return None
+        log.info(
+            "background job finished",
+            extra={"response_id": row.id, "status": outcome.status, "attempt": row.attempts},
+        )
+        if outcome.status != "failed":
+            return 200
+        return meter.error.status_code if meter.error is not None else 500
 
-    async def _outcome(self, row: StoredResponse) -> Outcome | None:
+    async def _outcome(self, row: StoredResponse, meter: Meter) -> Outcome | None:
         try:
             prepared = await self._responses.prepare_job(row)
             prepared.state.status = "in_progress"
@@ -155,6 +182,7 @@ class BackgroundWorker:
             return None  # cancelled in this process: the cancel has written the end
         except Exception as exc:
             error = as_service_error(exc)
+            meter.failed(error)
             if error.status_code >= 500:
                 log.error("background job failed", extra={"error_type": type(exc).__name__})
             code = "server_error" if error.status_code >= 500 else "invalid_prompt"

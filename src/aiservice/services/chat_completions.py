@@ -29,6 +29,7 @@ from openai.types.chat.chat_completion_message_function_tool_call import (
 from openai.types.chat.chat_completion_token_logprob import TopLogprob
 from openai.types.completion_usage import CompletionUsage
 
+from aiservice.metering.meter import current_meter, metered
 from aiservice.providers.base import (
     ChoiceFinished,
     FinishReason,
@@ -70,8 +71,13 @@ class ChatCompletionService:
 
     async def prepare(self, request: ChatCompletionRequest, owner: str) -> PreparedChat:
         """Resolve the model and check the request; every refusal is raised here."""
+        meter = current_meter()
+        if meter is not None:
+            meter.requested(request.model, request.metadata)
         served = self._registry.resolve(request.model)
-        generation = await served.provider.prepare_chat(request.to_generation(served.served_by))
+        generation = metered(
+            await served.provider.prepare_chat(request.to_generation(served.served_by))
+        )
         return PreparedChat(new_completion_id(), int(time.time()), owner, request, generation)
 
     async def complete(self, chat: PreparedChat) -> ChatCompletion:

@@ -163,6 +163,13 @@ class ChatCompletionRequest(_Lenient):
     parallel_tool_calls: bool | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
+
+    @property
+    def output_token_cap(self) -> int | None:
+        """The most output tokens the request may cost (rate limits charge it up front)."""
+        cap = self.max_completion_tokens or self.max_tokens
+        return cap * (self.n or 1) if cap is not None else None
+
     store: bool | None = None
 
     @model_validator(mode="before")

@@ -206,6 +206,11 @@ class ResponseRequest(_ResponseInput):
     def stored(self) -> bool:
         return self.store is not False
 
+    @property
+    def output_token_cap(self) -> int | None:
+        """The most output tokens the request may cost (rate limits charge it up front)."""
+        return self.max_output_tokens
+
 
 class InputTokensRequest(_ResponseInput):
     """The body of `POST /v1/responses/input_tokens`."""

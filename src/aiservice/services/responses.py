@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiservice.errors import ContextLengthExceeded, InvalidRequest, NotFound
+from aiservice.metering.meter import Meter, current_meter, metered
 from aiservice.providers.base import (
     FunctionTool,
     GenerationRequest,
@@ -84,6 +85,7 @@ class ResponseService:
 
     async def prepare(self, request: ResponseRequest, owner: str) -> PreparedResponse:
         """Resolve the model and the chain and check the request; every refusal is raised here."""
+        _meter_request(request)
         input_items = stored_input_items(request.input)
         state = ResponseState(new_id("resp"), int(time.time()), request, request.model)
         generation = await self._generation(request, owner, input_items)
@@ -107,7 +109,9 @@ class ResponseService:
             yield event
 
     async def enqueue(self, request: ResponseRequest, owner: str) -> Body:
-        """Store a background response as `queued`; a worker runs it."""
+        """Store a background response as `queued`; a worker runs it (and writes its usage
+        record when it ends)."""
+        meter = _meter_request(request)
         input_items = stored_input_items(request.input)
         # Prepared and dropped: what a worker would refuse (too long, a bad schema) is refused
         # now, with a status code, rather than later as a failed job.
@@ -135,9 +139,13 @@ class ResponseService:
                 input_items=input_items,
                 response=body,
                 queued_at=time.time(),
+                key_id=meter.key_id if meter else None,
+                request_id=meter.request_id if meter else None,
             ),
             first_events,
         )
+        if meter is not None:
+            meter.deferred = True
         self.on_enqueued()
         return body
 
@@ -319,7 +327,7 @@ class ResponseService:
         while True:
             generation_request = _generation_request(request, served.served_by, system + messages)
             try:
-                return await served.provider.prepare_chat(generation_request)
+                return metered(await served.provider.prepare_chat(generation_request))
             except ContextLengthExceeded as exc:
                 if request.truncation != "auto" or len(messages) <= 1:
                     exc.param = "input"
@@ -344,6 +352,13 @@ class ResponseService:
             items += row.input_items
             items += row.response.get("output") or []
         return items
+
+
+def _meter_request(request: ResponseRequest) -> Meter | None:
+    meter = current_meter()
+    if meter is not None:
+        meter.requested(request.model, request.metadata)
+    return meter
 
 
 def conversation_turn(prepared: PreparedResponse, state: ResponseState) -> Turn | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from typing import Any, NamedTuple
+
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from aiservice.store.database import Database
@@ -16,6 +18,7 @@ class DuplicateEmail(ValueError):
 class AccountStore:
     def __init__(self, database: Database):
         self._sessions = database.sessions
+        self._engine = database.engine
 
     async def add_user(self, user: User) -> None:
         try:
@@ -27,6 +30,10 @@ class AccountStore:
     async def user_by_email(self, email: str) -> User | None:
         async with self._sessions() as session:
             return await session.scalar(select(User).where(User.email == email))
+
+    async def user_by_id(self, user_id: str) -> User | None:
+        async with self._sessions() as session:
+            return await session.get(User, user_id)
 
     async def users(self) -> list[User]:
         async with self._sessions() as session:
@@ -71,18 +78,43 @@ class AccountStore:
             )
             return result.rowcount > 0
 
-    async def active_key(self, key_hash: str) -> tuple[ApiKey, User] | None:
-        """The unrevoked key with this hash and its enabled owner."""
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(ApiKey, User)
-                    .join(User, User.id == ApiKey.user_id)
-                    .where(
-                        ApiKey.key_hash == key_hash,
-                        ApiKey.revoked_at.is_(None),
-                        User.disabled.is_(False),
-                    )
-                )
-            ).first()
-            return (row[0], row[1]) if row else None
+    async def set_key_limits(self, key_id: str, limits: dict[str, Any] | None) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(ApiKey).where(ApiKey.id == key_id).values(rate_limits=limits)
+            )
+            return result.rowcount > 0
+
+    async def set_user_limits(self, email: str, limits: dict[str, Any] | None) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(User).where(User.email == email).values(rate_limits=limits)
+            )
+            return result.rowcount > 0
+
+    async def active_key(self, key_hash: str) -> ActiveKey | None:
+        """The unrevoked key with this hash and its enabled owner: only the columns a request
+        needs, as plain values (every request with a key asks; ORM objects cost twice as much)."""
+        async with self._engine.connect() as connection:  # no ORM session needed
+            row = (await connection.execute(_ACTIVE_KEY, {"key_hash": key_hash})).first()
+            return ActiveKey(*row) if row else None
+
+
+class ActiveKey(NamedTuple):
+    key_id: str
+    key_limits: dict[str, Any] | None
+    user_id: str
+    is_admin: bool
+    email: str
+    user_limits: dict[str, Any] | None
+
+
+_ACTIVE_KEY = (
+    select(ApiKey.id, ApiKey.rate_limits, User.id, User.is_admin, User.email, User.rate_limits)
+    .join(User, User.id == ApiKey.user_id)
+    .where(
+        ApiKey.key_hash == bindparam("key_hash"),
+        ApiKey.revoked_at.is_(None),
+        User.disabled.is_(False),
+    )
+)

@@ -45,6 +45,8 @@ class NewResponse:
     input_tokens: int = 0
     output_tokens: int = 0
     queued_at: float | None = None
+    key_id: str | None = None  # background jobs: who asked, for the job's usage record
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,8 @@ class ResponseStore:
                     output_tokens=new.output_tokens,
                     queued_at=new.queued_at,
                     attempts=0,
+                    key_id=new.key_id,
+                    request_id=new.request_id,
                 )
             )
             await _insert_events(session, new.id, events)
@@ -280,6 +284,16 @@ class ResponseStore:
                 )
             )
             return -1 if last is None else int(last)
+
+    async def count_queued(self) -> int:
+        """How many jobs wait for a worker (the metrics' queue depth)."""
+        async with self._sessions() as session:
+            count = await session.scalar(
+                select(func.count())
+                .select_from(StoredResponse)
+                .where(StoredResponse.status == QUEUED)
+            )
+            return int(count or 0)
 
     async def status(self, response_id: str) -> str | None:
         async with self._sessions() as session:

@@ -72,6 +72,9 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # Rate limits of all the user's requests together, over the configured defaults:
+    # {"rpm", "rpd", "tpm", "tpd", "burst", "priority", "max_priority"}; None: the defaults.
+    rate_limits: Mapped[dict[str, Any] | None] = mapped_column(Document)
 
 
 class ApiKey(Base):
@@ -88,6 +91,8 @@ class ApiKey(Base):
     key_hint: Mapped[str] = mapped_column(String(32))  # "sk-…abcd", to recognise it in lists
     created_at: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    # This key's own rate limits over the configured defaults (same shape as the user's).
+    rate_limits: Mapped[dict[str, Any] | None] = mapped_column(Document)
 
 
 class StoredResponse(Base):
@@ -115,6 +120,9 @@ class StoredResponse(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     worker_id: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    # Who asked, for the usage record the job writes when it ends.
+    key_id: Mapped[str | None] = mapped_column(String(40))
+    request_id: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (
         Index("ix_responses_status_seq", "status", "seq"),
@@ -162,4 +170,82 @@ class ConversationItem(Base):
     __table_args__ = (
         Index("ix_conversation_items_conversation_seq", "conversation_seq", "seq"),
         Index("ix_conversation_items_item", "conversation_seq", "item_id", unique=True),
+    )
+
+
+class UsageRecord(Base):
+    """One model request, as the usage ledger keeps it: success or failure, any route,
+    background jobs included. Written in batches, off the request path."""
+
+    __tablename__ = "usage_records"
+
+    seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    created_at: Mapped[float] = mapped_column(Float)  # unix seconds, when the request began
+    day: Mapped[str] = mapped_column(String(10))  # its UTC date, "2026-11-21", to group by
+    request_id: Mapped[str] = mapped_column(String(128))
+    owner: Mapped[str | None] = mapped_column(String(128))
+    key_id: Mapped[str | None] = mapped_column(String(40))
+    route: Mapped[str] = mapped_column(String(64))
+    background: Mapped[bool] = mapped_column(Boolean)
+    model_requested: Mapped[str | None] = mapped_column(String(256))
+    model_served: Mapped[str | None] = mapped_column(String(256))
+    provider: Mapped[str | None] = mapped_column(String(16))  # "local" or "openai"
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    status_code: Mapped[int] = mapped_column(Integer)  # HTTP status; a job's 200/4xx/5xx/499
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    upstream_attempts: Mapped[int] = mapped_column(Integer)
+    # Rate limiting: the request's priority, and how long it waited in the queue (None: no wait).
+    priority: Mapped[str | None] = mapped_column(String(8))
+    wait_ms: Mapped[float | None] = mapped_column(Float)
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", Document)
+
+    __table_args__ = (
+        Index("ix_usage_records_created_at", "created_at"),
+        Index("ix_usage_records_owner_created_at", "owner", "created_at"),
+        Index("ix_usage_records_key_created_at", "key_id", "created_at"),
+    )
+
+
+class Budget(Base):
+    """A spending limit in USD for one user or one key, per day, month or in total."""
+
+    __tablename__ = "budgets"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # "budget_…"
+    scope: Mapped[str] = mapped_column(String(8))  # "user" or "key"
+    subject_id: Mapped[str] = mapped_column(String(128))  # the user's or the key's id
+    amount_usd: Mapped[float] = mapped_column(Float)
+    period: Mapped[str] = mapped_column(String(8))  # "day", "month" or "total"
+    soft: Mapped[bool] = mapped_column(Boolean)  # only alerts; never refuses
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_budgets_subject", "scope", "subject_id", unique=True),)
+
+
+class BudgetAlert(Base):
+    """A budget's threshold (50, 80 or 100 %) crossed in one period; unique, so that each
+    alert is raised once per period even with several processes."""
+
+    __tablename__ = "budget_alerts"
+
+    seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)  # "alert_…"
+    budget_id: Mapped[str] = mapped_column(String(40))  # kept after its budget is deleted
+    scope: Mapped[str] = mapped_column(String(8))
+    subject_id: Mapped[str] = mapped_column(String(128))
+    period: Mapped[str] = mapped_column(String(8))
+    period_start: Mapped[int] = mapped_column(BigInteger)
+    threshold: Mapped[int] = mapped_column(Integer)  # percent
+    spent_usd: Mapped[float] = mapped_column(Float)
+    amount_usd: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    delivered: Mapped[bool] = mapped_column(Boolean)  # the webhook accepted it
+
+    __table_args__ = (
+        Index("ix_budget_alerts_once", "budget_id", "period_start", "threshold", unique=True),
     )

@@ -1,0 +1,114 @@
+"""The usage ledger's table: batched inserts, grouped totals, and spend since a time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, func, insert, select
+
+from aiservice.store.database import Database
+from aiservice.store.tables import UsageRecord
+
+# group_by names and the column each groups on; "metadata.<key>" is handled apart.
+GROUP_COLUMNS: dict[str, Any] = {
+    "day": UsageRecord.day,
+    "model": UsageRecord.model_served,
+    "key": UsageRecord.key_id,
+    "user": UsageRecord.owner,
+    "route": UsageRecord.route,
+}
+METADATA_PREFIX = "metadata."
+
+
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    since: float = 0.0
+    until: float | None = None
+    owner: str | None = None  # None: everyone's (admins)
+    group_by: tuple[str, ...] = ()
+
+
+class UsageStore:
+    def __init__(self, database: Database):
+        self._sessions = database.sessions
+
+    async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        # The Core table, keyed by column names ("metadata", not the attribute `metadata_`),
+        # and without the ORM's per-row bookkeeping.
+        async with self._sessions.begin() as session:
+            await session.execute(insert(UsageRecord.__table__), list(rows))
+
+    async def totals(self, query: UsageQuery) -> list[dict[str, Any]]:
+        """One row per group: the group's fields then requests, tokens, cost and errors,
+        ordered by the group fields."""
+        groups = [(name, _group_column(name)) for name in query.group_by]
+        errors = func.sum(case((UsageRecord.status_code >= 400, 1), else_=0))
+        statement = select(
+            *[column.label(f"g{i}") for i, (_, column) in enumerate(groups)],
+            func.count().label("requests"),
+            func.coalesce(func.sum(UsageRecord.input_tokens), 0).label("input_tokens"),
+            func.coalesce(func.sum(UsageRecord.output_tokens), 0).label("output_tokens"),
+            func.coalesce(func.sum(UsageRecord.cost_usd), 0.0).label("cost_usd"),
+            func.coalesce(errors, 0).label("errors"),
+        ).where(*_window(query))
+        if groups:
+            labels = [f"g{i}" for i in range(len(groups))]
+            statement = statement.group_by(*labels).order_by(*labels)
+        async with self._sessions() as session:
+            result = await session.execute(statement)
+            rows = []
+            for row in result.mappings():
+                fields = {name: row[f"g{i}"] for i, (name, _) in enumerate(groups)}
+                input_tokens, output_tokens = int(row["input_tokens"]), int(row["output_tokens"])
+                if not groups and row["requests"] == 0:
+                    continue  # no requests at all: an empty list, not a row of zeros
+                rows.append(
+                    fields
+                    | {
+                        "requests": int(row["requests"]),
+                        "input_tokens": input_tokens,
+                        "output_tokens": output_tokens,
+                        "total_tokens": input_tokens + output_tokens,
+                        "cost_usd": round(float(row["cost_usd"]), 10),
+                        "errors": int(row["errors"]),
+                    }
+                )
+            return rows
+
+    async def spent(
+        self, since: float, owner: str | None = None, key_id: str | None = None
+    ) -> float:
+        """USD spent since `since` by a user (all their keys) or by one key."""
+        subject = UsageRecord.owner == owner if owner is not None else UsageRecord.key_id == key_id
+        statement = select(func.coalesce(func.sum(UsageRecord.cost_usd), 0.0)).where(
+            subject, UsageRecord.created_at >= since
+        )
+        async with self._sessions() as session:
+            return float(await session.scalar(statement) or 0.0)
+
+    async def records(self, query: UsageQuery, limit: int = 1000) -> list[UsageRecord]:
+        """The records themselves, oldest first (tests and exports)."""
+        statement = (
+            select(UsageRecord).where(*_window(query)).order_by(UsageRecord.seq).limit(limit)
+        )
+        async with self._sessions() as session:
+            return list(await session.scalars(statement))
+
+
+def _window(query: UsageQuery) -> list[ColumnElement[bool]]:
+    conditions = [UsageRecord.created_at >= query.since]
+    if query.until is not None:
+        conditions.append(UsageRecord.created_at < query.until)
+    if query.owner is not None:
+        conditions.append(UsageRecord.owner == query.owner)
+    return conditions
+
+
+def _group_column(name: str) -> Any:
+    if name.startswith(METADATA_PREFIX):
+        return UsageRecord.metadata_[name.removeprefix(METADATA_PREFIX)].as_string()
+    return GROUP_COLUMNS[name]
