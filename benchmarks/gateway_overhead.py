@@ -84,7 +84,7 @@ CANNED_TEXT = "Hello! This is a canned answer from the benchmark's upstream."
 RPS_FLOOR = 0.5  # target: aiservice requests/s at least this fraction of the proxy's
 P50_SLACK_MS = 1.0  # target: aiservice p50 at most this much above the proxy's
 CONCURRENCIES = (10, 50)  # the issue's; --concurrency measures others
-ROWS = ("direct", "proxy", "aiservice")
+ROWS = ("direct", "proxy", "proxy-aiohttp", "aiservice")
 
 # What a client sends aiservice (and the proxy) ...
 CLIENT_BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
@@ -229,22 +229,40 @@ http {{
         self.url = f"http://127.0.0.1:{self.port}/v1/chat/completions"
 
 
-def proxy_app(upstream: str):
-    """A bare ASGI pass-through proxy: no framework, one pooled client, bytes in, bytes out."""
-    state: dict[str, httpx.AsyncClient] = {}
+def proxy_app(upstream: str, client: str = "httpx"):
+    """A bare ASGI pass-through proxy: no framework, one pooled client (httpx's AsyncClient,
+    or an aiohttp session: what aiservice calls upstreams with), bytes in, bytes out."""
+    state: dict = {}
+
+    async def forward(body: bytes) -> tuple[int, str, bytes]:
+        headers = {"content-type": "application/json"}
+        if client == "aiohttp":
+            async with state["client"].post(upstream, data=body, headers=headers) as response:
+                content = await response.read()
+                return response.status, response.headers.get("content-type", ""), content
+        response = await state["client"].post(upstream, content=body, headers=headers)
+        return response.status_code, response.headers.get("content-type", ""), response.content
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    state["client"] = httpx.AsyncClient(
-                        timeout=60,
-                        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-                    )
+                    if client == "aiohttp":
+                        import aiohttp
+
+                        state["client"] = aiohttp.ClientSession(
+                            connector=aiohttp.TCPConnector(limit=200)
+                        )
+                    else:
+                        state["client"] = httpx.AsyncClient(
+                            timeout=60,
+                            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                        )
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
-                    await state["client"].aclose()
+                    closing = state["client"]
+                    await (closing.close() if client == "aiohttp" else closing.aclose())
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         body = b""
@@ -253,31 +271,29 @@ def proxy_app(upstream: str):
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        response = await state["client"].post(
-            upstream, content=body, headers={"content-type": "application/json"}
-        )
+        status, content_type, content = await forward(body)
         await send(
             {
                 "type": "http.response.start",
-                "status": response.status_code,
+                "status": status,
                 "headers": [
-                    (b"content-type", response.headers.get("content-type", "").encode()),
-                    (b"content-length", str(len(response.content)).encode()),
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(len(content)).encode()),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": response.content})
+        await send({"type": "http.response.body", "body": content})
 
     return app
 
 
-def serve_proxy(port: int, upstream: str) -> None:
+def serve_proxy(port: int, upstream: str, client: str) -> None:
     import uvicorn
 
     # The same uvicorn settings as `aiservice serve` (cli.py): one worker, loop and http
     # "auto" (uvloop, httptools), no access log, no server header.
     uvicorn.run(
-        proxy_app(upstream),
+        proxy_app(upstream, client),
         host="127.0.0.1",
         port=port,
         log_config=None,
@@ -310,10 +326,12 @@ class PythonServer:
         raise RuntimeError(f"{self.name} not ready in {timeout}s:\n{self.log_path.read_text()}")
 
 
-def start_proxy(root: Path, upstream: str) -> PythonServer:
+def start_proxy(root: Path, upstream: str, client: str = "httpx") -> PythonServer:
     port = free_port()
     command = [sys.executable, __file__, "--serve-proxy", str(port), "--upstream", upstream]
-    server = PythonServer("proxy", root, command, dict(os.environ), port)
+    command += ["--proxy-client", client]
+    name = "proxy" if client == "httpx" else f"proxy-{client}"
+    server = PythonServer(name, root, command, dict(os.environ), port)
     wait_port(port, server.process, server.log_path)
     return server
 
@@ -369,9 +387,10 @@ def check_by_hand(targets: dict[str, str], sse: str) -> None:
     direct = httpx.post(targets["direct"], json=UPSTREAM_BODY, headers=headers, timeout=10)
     if direct.status_code != 200 or direct.text != sse:
         raise RuntimeError(f"direct: HTTP {direct.status_code}, not the canned answer")
-    proxied = httpx.post(targets["proxy"], json=CLIENT_BODY, headers=headers, timeout=10)
-    if proxied.status_code != 200 or proxied.text != sse:
-        raise RuntimeError(f"proxy: HTTP {proxied.status_code}, not the canned answer")
+    for proxy in ("proxy", "proxy-aiohttp"):
+        proxied = httpx.post(targets[proxy], json=CLIENT_BODY, headers=headers, timeout=10)
+        if proxied.status_code != 200 or proxied.text != sse:
+            raise RuntimeError(f"{proxy}: HTTP {proxied.status_code}, not the canned answer")
     answer = httpx.post(targets["aiservice"], json=CLIENT_BODY, headers=headers, timeout=10)
     if answer.status_code != 200:
         raise RuntimeError(f"aiservice: HTTP {answer.status_code}: {answer.text}")
@@ -680,6 +699,7 @@ def report(runs: list[Run], args, load_avg: tuple[tuple, tuple], rows: tuple[str
     labels = {
         "direct": "direct (nginx)",
         "proxy": "bare ASGI proxy",
+        "proxy-aiohttp": "… on aiohttp",
         "baseline": f"aiservice @ {args.baseline}",
         "aiservice": "aiservice",
         "keyed": "aiservice, a user key",
@@ -800,10 +820,11 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--serve-proxy", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--upstream", help=argparse.SUPPRESS)
+    parser.add_argument("--proxy-client", default="httpx", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.serve_proxy:
-        serve_proxy(args.serve_proxy, args.upstream)
+        serve_proxy(args.serve_proxy, args.upstream, args.proxy_client)
         return 0
 
     nginx_binary = find_tool("nginx")
@@ -833,21 +854,26 @@ def main() -> int:
         servers.append(nginx.process)
         proxy = start_proxy(root, nginx.url)
         servers.append(proxy.process)
+        proxy_aiohttp = start_proxy(root, nginx.url, "aiohttp")
+        servers.append(proxy_aiohttp.process)
         aiservice = start_aiservice(root, nginx.port)
         servers.append(aiservice.process)
-        targets = {"direct": nginx.url, "proxy": proxy.url, "aiservice": aiservice.url}
-        pids = {
-            "direct": nginx.process.pid,
-            "proxy": proxy.process.pid,
-            "aiservice": aiservice.process.pid,
+        targets = {
+            "direct": nginx.url,
+            "proxy": proxy.url,
+            "proxy-aiohttp": proxy_aiohttp.url,
+            "aiservice": aiservice.url,
         }
+        pids = {name: server.process.pid for name, server in
+                (("direct", nginx), ("proxy", proxy), ("proxy-aiohttp", proxy_aiohttp),
+                 ("aiservice", aiservice))}  # fmt: skip
         rows = ROWS
         if args.baseline:
             source = export_source(root, args.baseline)
             baseline = start_aiservice(root, nginx.port, "baseline", source)
             servers.append(baseline.process)
             targets["baseline"], pids["baseline"] = baseline.url, baseline.process.pid
-            rows = ("direct", "proxy", "baseline", "aiservice")
+            rows = ("direct", "proxy", "proxy-aiohttp", "baseline", "aiservice")
         if args.limits:
             limited = start_limited(root, nginx.port, args.redis_url)
             servers.append(limited.process)

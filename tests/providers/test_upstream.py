@@ -8,6 +8,7 @@ different resilience settings; faults are queued on the fake before each request
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,7 @@ def models_toml(base_url: str) -> str:
             upstream("up-fallback", max_retries=1, fallbacks=[LOCAL]),
             upstream("up-breaker", max_retries=0, breaker_failures=2, breaker_reset_s=1),
             upstream("up-responses", responses_api=True, max_retries=1),
+            upstream("up-nowhere", max_retries=0).replace(base_url, nobody_listening()),
         ]
     )
 
@@ -98,6 +100,21 @@ def chat_body(model: str = "up", text: str = "hello there", **fields: object) ->
 
 def upstream_calls(upstream: FakeUpstream, path: str = CHAT) -> list:
     return [r for r in upstream.requests if r.path == path]
+
+
+def attempt_lines(gateway: RunningServer, after: int) -> list[dict]:
+    """The gateway's failed-attempt log lines since line `after` (a success logs at DEBUG)."""
+    return [
+        line for line in gateway.log_lines()[after:] if line.get("message") == "upstream attempt"
+    ]
+
+
+def nobody_listening() -> str:
+    """A loopback URL whose port nothing listens on (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
 
 
 # -- the happy path ---------------------------------------------------------------------------
@@ -156,21 +173,34 @@ def test_429_is_retried_after_the_wait_the_upstream_asked_for(sdk, upstream):
 
 
 @pytest.mark.parametrize(
-    "fault",
+    ("fault", "outcome"),
     [
-        Fault(status=500),
-        Fault(status=503),
-        Fault(drop_connection=True),
-        Fault(malformed_json=True),
-        Fault(first_byte_delay_s=3),  # beyond first_byte_timeout_s = 1
+        (Fault(status=500), "HTTP 500"),
+        (Fault(status=503), "HTTP 503"),
+        (Fault(drop_connection=True), "connection dropped"),
+        (Fault(malformed_json=True), "malformed data"),
+        (Fault(first_byte_delay_s=3), "read timeout"),  # beyond first_byte_timeout_s = 1
     ],
     ids=["500", "503", "dropped-connection", "malformed-json", "slow-first-byte"],
 )
-def test_a_transient_fault_is_retried(sdk, upstream, fault):
+def test_a_transient_fault_is_retried(sdk, gateway, upstream, fault, outcome):
+    before = len(gateway.log_lines())
     upstream.add_fault(fault)
     completion = sdk.chat.completions.create(**chat_body())
     assert completion.choices[0].message.content == "Fake reply to: hello there"
     assert len(upstream_calls(upstream)) == 2
+    # The failed attempt is logged with the fault's documented name (the metrics' label).
+    assert [line["outcome"] for line in attempt_lines(gateway, before)] == [outcome]
+
+
+def test_an_upstream_nobody_listens_on_is_a_connect_error(http, gateway):
+    before = len(gateway.log_lines())
+    error = assert_error_envelope(
+        http.post(CHAT, json=chat_body("up-nowhere")), 503, type="server_error"
+    )
+    assert error["code"] == "upstream_unavailable"
+    assert "connect error" in error["message"], error
+    assert [line["outcome"] for line in attempt_lines(gateway, before)] == ["connect error"]
 
 
 def test_400_is_passed_through_and_not_retried(http, upstream):

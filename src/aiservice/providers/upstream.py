@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from redis.asyncio import Redis
 from tenacity import (
     AsyncRetrying,
@@ -49,6 +48,7 @@ from aiservice.providers.upstream_chat import (
     estimate_tokens,
     prompt_characters,
 )
+from aiservice.providers.upstream_http import TransportFailure, UpstreamHTTP, UpstreamReply
 from aiservice.providers.upstream_responses import ResponsesDecoder, responses_body
 from aiservice.settings import ModelConfig
 
@@ -82,8 +82,8 @@ class UpstreamProvider(ChatProvider):
     def __init__(self, config: ModelConfig, redis: Redis | None = None):
         self.config = config
         self.model_id = config.name
-        self._client: httpx.AsyncClient | None = None
-        self.endpoint: httpx.URL | None = None  # the upstream's chat or responses URL
+        self._client: UpstreamHTTP | None = None
+        self.endpoint: str | None = None  # the upstream's chat or responses URL
         # One circuit per upstream and model name: another model on the same server may work.
         self.breaker = CircuitBreaker(
             f"{config.upstream_url}#{config.upstream_name}",
@@ -98,26 +98,21 @@ class UpstreamProvider(ChatProvider):
 
     async def start(self) -> None:
         config = self.config
-        timeout = httpx.Timeout(
-            connect=config.connect_timeout_s,
-            read=config.first_byte_timeout_s or config.timeout_s,
-            write=config.timeout_s,
-            pool=config.timeout_s,
+        client = UpstreamHTTP(
+            config.upstream_url,
+            connect_s=config.connect_timeout_s,
+            read_s=config.first_byte_timeout_s or config.timeout_s,
+            pool_s=config.timeout_s,
         )
-        # One pool per upstream, kept for the life of the process.
-        self._client = httpx.AsyncClient(
-            base_url=config.upstream_url,
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        )
+        await client.start()
+        self._client = client
         path = upstream_responses.PATH if config.responses_api else upstream_chat.PATH
-        # Joined once: given the path, httpx would join it to base_url for every request.
-        self.endpoint = self._client.build_request("POST", path).url
+        self.endpoint = client.url(path)
 
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose()
+            await client.close()
 
     async def prepare_chat(self, request: GenerationRequest) -> PreparedGeneration:
         if self._client is None:
@@ -131,7 +126,7 @@ class UpstreamProvider(ChatProvider):
 
 class UpstreamGeneration(PreparedGeneration):
     def __init__(
-        self, provider: UpstreamProvider, client: httpx.AsyncClient, request: GenerationRequest
+        self, provider: UpstreamProvider, client: UpstreamHTTP, request: GenerationRequest
     ):
         self._provider = provider
         self._client = client
@@ -163,25 +158,25 @@ class UpstreamGeneration(PreparedGeneration):
                         yield event
                     try:
                         chunk = await _next_chunk(lines, after_first=True)
-                    except (httpx.TimeoutException, httpx.TransportError) as exc:
+                    except TransportFailure as exc:
                         log.warning(
                             "upstream stream broken",
-                            extra={"model": self.model, "error_type": type(exc).__name__},
+                            extra={"model": self.model, "error_type": exc.reason},
                         )
                         raise UpstreamUnavailable(
                             f"The upstream of `{self.model}` stopped answering mid-stream."
                         ) from None
-                # Read to the end of the body: closing it early makes httpcore drop the
-                # connection, and every request would connect (and shake hands) anew.
+                # Read to the end of the body: closing it early drops the connection, and
+                # every request would connect (and shake hands) anew.
                 async for _ in lines:
                     pass
             finally:
-                await response.aclose()
+                response.close()
         yield decoder.usage()
 
     async def _first_chunk(
         self,
-    ) -> tuple[httpx.Response, AsyncIterator[str], dict[str, Any] | None]:
+    ) -> tuple[UpstreamReply, AsyncIterator[str], dict[str, Any] | None]:
         """Open the stream and read its first chunk, retrying what may be retried."""
         try:
             # The first attempt outside tenacity: setting its loop up cost more than the
@@ -192,14 +187,15 @@ class UpstreamGeneration(PreparedGeneration):
         try:
             return await self._retry_after(failure)
         except _Transient as exc:
+            tries = self._provider.config.max_retries + 1
             raise UpstreamUnavailable(
-                f"The upstream of `{self.model}` did not answer after "
-                f"{self._provider.config.max_retries + 1} attempts ({exc.reason})."
+                f"The upstream of `{self.model}` did not answer after {tries} "
+                f"attempt{'s' if tries > 1 else ''} ({exc.reason})."
             ) from None
 
     async def _retry_after(
         self, first_failure: _Transient
-    ) -> tuple[httpx.Response, AsyncIterator[str], dict[str, Any] | None]:
+    ) -> tuple[UpstreamReply, AsyncIterator[str], dict[str, Any] | None]:
         """The attempts after a failed first one. Tenacity counts the first too (it is
         replayed as tenacity's attempt 1), so the waits and the stop are those of one loop."""
         config = self._provider.config
@@ -218,48 +214,42 @@ class UpstreamGeneration(PreparedGeneration):
                 return await self._attempt()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(self) -> tuple[httpx.Response, AsyncIterator[str], dict[str, Any] | None]:
+    async def _attempt(self) -> tuple[UpstreamReply, AsyncIterator[str], dict[str, Any] | None]:
         if not await self._provider.breaker.allow():
             raise UpstreamUnavailable(
                 f"The upstream of `{self.model}` is failing; its circuit is open."
             )
         return await self._try_once()
 
-    async def _try_once(self) -> tuple[httpx.Response, AsyncIterator[str], dict[str, Any] | None]:
+    async def _try_once(self) -> tuple[UpstreamReply, AsyncIterator[str], dict[str, Any] | None]:
         provider = self._provider
         started = time.monotonic()
-        response: httpx.Response | None = None
+        response: UpstreamReply | None = None
         try:
-            request = self._client.build_request(
-                "POST", provider.endpoint, json=self._body, headers=provider.headers()
-            )
-            whole = not self._body.get("stream", True)
-            response = await self._client.send(request, stream=not whole)
+            response = await self._client.post(provider.endpoint, self._body, provider.headers())
             if response.status_code >= 400:
-                await response.aread()
-                raise _refusal(response, self.model)
-            if whole:
+                raise _refusal(response, await response.read(), self.model)
+            if not self._body.get("stream", True):
                 # A non-streamed answer, read whole: one chunk for the decoder, nothing after.
-                first, lines = as_chunk(_json_object(response)), _nothing()
+                first, lines = as_chunk(_json_object(await response.read())), _nothing()
             else:
-                lines = response.aiter_lines()
+                lines = response.lines()
                 first = await _next_chunk(lines, after_first=False)
         except _Transient as exc:
             self._record(started, exc.reason)
             await provider.breaker.failed()
             if response is not None:
-                await response.aclose()
+                response.close()
             raise
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
-            reason = type(exc).__name__
-            self._record(started, reason)
+        except TransportFailure as exc:
+            self._record(started, exc.reason)
             await provider.breaker.failed()
             if response is not None:
-                await response.aclose()
-            raise _Transient(reason) from None
+                response.close()
+            raise _Transient(exc.reason) from None
         except BaseException:
             if response is not None:
-                await response.aclose()
+                response.close()
             raise
         self._record(started, "ok")
         await provider.breaker.succeeded()
@@ -287,9 +277,9 @@ class UpstreamGeneration(PreparedGeneration):
         )
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
+def _json_object(content: bytes) -> dict[str, Any]:
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
         raise _Transient("malformed data") from None
     if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
@@ -309,9 +299,9 @@ def _wait_backoff_or_retry_after(state: RetryCallState) -> float:
     return max(backoff, asked or 0.0)
 
 
-def _refusal(response: httpx.Response, model: str) -> Exception:
+def _refusal(response: UpstreamReply, content: bytes, model: str) -> Exception:
     status = response.status_code
-    message, param = _upstream_error(response)
+    message, param = _upstream_error(content)
     if status == 429 or status >= 500:
         return _Transient(f"HTTP {status}", _retry_after(response))
     if status in (400, 422):
@@ -320,15 +310,15 @@ def _refusal(response: httpx.Response, model: str) -> Exception:
     return UpstreamRefused(f"The upstream of `{model}` refused the request (HTTP {status}).")
 
 
-def _upstream_error(response: httpx.Response) -> tuple[str | None, str | None]:
+def _upstream_error(content: bytes) -> tuple[str | None, str | None]:
     try:
-        error = response.json().get("error") or {}
+        error = json.loads(content).get("error") or {}
         return error.get("message"), error.get("param")
     except (ValueError, AttributeError):
         return None, None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: UpstreamReply) -> float | None:
     value = response.headers.get("retry-after")
     try:
         return max(0.0, float(value)) if value is not None else None
