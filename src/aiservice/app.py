@@ -32,16 +32,17 @@ from aiservice.services.runtime import ServiceRuntime
 from aiservice.settings import Settings
 
 
-def create_app(settings: Settings, *, worker: bool = True) -> FastAPI:
+def create_app(settings: Settings, *, worker: bool = True, freeze_heap: bool = False) -> FastAPI:
     """Build the ASGI app; nothing is loaded until the lifespan starts. With `worker`, the
-    process also runs background responses."""
+    process also runs background responses; `freeze_heap` is for a process the app has to
+    itself (`aiservice serve`): see ServiceRuntime.start."""
     runtime = ServiceRuntime(settings)
     services = runtime.services
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Models load in the background so /health answers at once and /ready tells when done.
-        new_key = await runtime.start(worker=worker)
+        new_key = await runtime.start(worker=worker, freeze_heap=freeze_heap)
         if new_key is not None:
             # Shown once, on the console only: the server keeps nothing but its hash.
             print(

@@ -70,7 +70,7 @@ def serve(
     from aiservice.app import create_app
 
     uvicorn.run(
-        create_app(settings, worker=worker),
+        create_app(settings, worker=worker, freeze_heap=True),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -100,7 +100,7 @@ def worker_command(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await runtime.start(master_key=False, wait_for_models=True, worker=True)
+        await runtime.start(master_key=False, wait_for_models=True, worker=True, freeze_heap=True)
         try:
             await stop.wait()
         finally:

@@ -29,6 +29,9 @@ from support import (
 
 LOCAL = "smollm2-135m-instruct"
 CHAT = "/v1/chat/completions"
+UPSTREAM_KEY = (
+    "sk-upstream-test"  # in the gateway's OPENAI_API_KEY, the models' default api_key_env
+)
 
 
 def models_toml(base_url: str) -> str:
@@ -76,7 +79,7 @@ def gateway(
 ) -> Iterator[RunningServer]:
     home: Path = tmp_path_factory.mktemp("aiservice-upstream")
     (home / "config.toml").write_text(models_toml(upstream.base_url), encoding="utf-8")
-    server = start_server(home)
+    server = start_server(home, env={"OPENAI_API_KEY": UPSTREAM_KEY})
     yield server
     stop_server(server)
 
@@ -129,6 +132,8 @@ def test_a_chat_completion_is_answered_by_the_upstream(sdk, upstream):
     assert call.json["model"] == "fake-model"  # upstream_model
     # Not streamed by the client: one whole answer asked of the upstream.
     assert call.json["stream"] is False and "stream_options" not in call.json
+    assert call.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert call.headers["content-type"] == "application/json"
 
 
 def test_a_stream_passes_through_with_usage(sdk, upstream):

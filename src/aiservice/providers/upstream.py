@@ -103,6 +103,7 @@ class UpstreamProvider(ChatProvider):
             connect_s=config.connect_timeout_s,
             read_s=config.first_byte_timeout_s or config.timeout_s,
             pool_s=config.timeout_s,
+            api_key=os.environ.get(config.upstream_key_variable),
         )
         await client.start()
         self._client = client
@@ -118,10 +119,6 @@ class UpstreamProvider(ChatProvider):
         if self._client is None:
             raise UpstreamUnavailable(f"The model `{self.model_id}` is not started.")
         return UpstreamGeneration(self, self._client, request)
-
-    def headers(self) -> dict[str, str]:
-        key = os.environ.get(self.config.upstream_key_variable)
-        return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 class UpstreamGeneration(PreparedGeneration):
@@ -226,7 +223,7 @@ class UpstreamGeneration(PreparedGeneration):
         started = time.monotonic()
         response: UpstreamReply | None = None
         try:
-            response = await self._client.post(provider.endpoint, self._body, provider.headers())
+            response = await self._client.post(provider.endpoint, self._body)
             if response.status_code >= 400:
                 raise _refusal(response, await response.read(), self.model)
             if not self._body.get("stream", True):

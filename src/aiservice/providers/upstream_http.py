@@ -93,8 +93,20 @@ class UpstreamReply:
 class UpstreamHTTP:
     """A pooled HTTP client for one upstream base URL."""
 
-    def __init__(self, base_url: str, *, connect_s: float, read_s: float, pool_s: float):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_s: float,
+        read_s: float,
+        pool_s: float,
+        api_key: str | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
+        # The same for every call (the key is read from the environment once, at start-up).
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
         # connect: waiting for a pooled connection or a new one; sock_read: between two reads
         # of the answer (the first byte included). The total is the caller's.
         self._timeout = aiohttp.ClientTimeout(
@@ -124,7 +136,7 @@ class UpstreamHTTP:
         if session is not None:
             await session.close()
 
-    async def post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> UpstreamReply:
+    async def post(self, url: str, body: dict[str, Any]) -> UpstreamReply:
         """POST `body` as JSON; the reply once its headers have arrived."""
         assert self._session is not None, "start() first"
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
@@ -132,7 +144,7 @@ class UpstreamHTTP:
             response = await self._session.post(
                 url,
                 data=data,
-                headers={**headers, "Content-Type": "application/json"},
+                headers=self._headers,
                 proxy=self._proxy,
             )
         except _FAILURES as exc:
