@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from aiservice.store.database import Database
+from aiservice.store.key_lookup import ActiveKey
 from aiservice.store.tables import ApiKey, User
 
 
@@ -18,7 +19,7 @@ class DuplicateEmail(ValueError):
 class AccountStore:
     def __init__(self, database: Database):
         self._sessions = database.sessions
-        self._engine = database.engine
+        self._key_lookup = database.key_lookup
 
     async def add_user(self, user: User) -> None:
         try:
@@ -94,27 +95,5 @@ class AccountStore:
 
     async def active_key(self, key_hash: str) -> ActiveKey | None:
         """The unrevoked key with this hash and its enabled owner: only the columns a request
-        needs, as plain values (every request with a key asks; ORM objects cost twice as much)."""
-        async with self._engine.connect() as connection:  # no ORM session needed
-            row = (await connection.execute(_ACTIVE_KEY, {"key_hash": key_hash})).first()
-            return ActiveKey(*row) if row else None
-
-
-class ActiveKey(NamedTuple):
-    key_id: str
-    key_limits: dict[str, Any] | None
-    user_id: str
-    is_admin: bool
-    email: str
-    user_limits: dict[str, Any] | None
-
-
-_ACTIVE_KEY = (
-    select(ApiKey.id, ApiKey.rate_limits, User.id, User.is_admin, User.email, User.rate_limits)
-    .join(User, User.id == ApiKey.user_id)
-    .where(
-        ApiKey.key_hash == bindparam("key_hash"),
-        ApiKey.revoked_at.is_(None),
-        User.disabled.is_(False),
-    )
-)
+        needs, as plain values (store/key_lookup.py: every request with a key asks)."""
+        return await self._key_lookup.find(key_hash)

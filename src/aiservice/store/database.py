@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from aiservice.settings import Settings
+from aiservice.store.key_lookup import KeyLookup
 
 SQLITE_FILE_NAME = "aiservice.db"
 
@@ -39,16 +40,19 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 class Database:
-    """One engine and its session factory for the life of the process."""
+    """One engine and its session factory for the life of the process, and the API-key
+    lookup's own connection (store/key_lookup.py)."""
 
     def __init__(self, url: str):
         self.url = url
         self.engine = create_engine(url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.key_lookup = KeyLookup(url)
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
     async def close(self) -> None:
+        await self.key_lookup.close()
         await self.engine.dispose()

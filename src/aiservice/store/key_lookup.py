@@ -1,0 +1,101 @@
+"""The query every request with an API key makes, sent straight to the database driver.
+
+Through SQLAlchemy's async engine one lookup cost about 0.55 ms of CPU on SQLite (a pool
+checkout, the reset on return, several aiosqlite thread hops) and 0.9 ms on PostgreSQL (the
+pre-ping and the reset are round trips of their own); on the driver it is one statement: about
+0.05 ms on a SQLite connection kept for it, 0.25 ms through a small asyncpg pool (the statement
+prepared once per connection). The key is still read from the database on every request, so
+a revoked key or a disabled user is refused at once, whoever made the change (CLI included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, NamedTuple
+
+import aiosqlite
+import asyncpg
+from sqlalchemy.engine import make_url
+
+_COLUMNS = (
+    "api_keys.id, api_keys.rate_limits, users.id, users.is_admin, users.email, users.rate_limits"
+)
+_FROM = "FROM api_keys JOIN users ON users.id = api_keys.user_id"
+_SQLITE = (
+    f"SELECT {_COLUMNS} {_FROM} WHERE api_keys.key_hash = ? "
+    "AND api_keys.revoked_at IS NULL AND users.disabled = 0"
+)
+_POSTGRES = (
+    f"SELECT {_COLUMNS} {_FROM} WHERE api_keys.key_hash = $1 "
+    "AND api_keys.revoked_at IS NULL AND NOT users.disabled"
+)
+
+
+class ActiveKey(NamedTuple):
+    key_id: str
+    key_limits: dict[str, Any] | None
+    user_id: str
+    is_admin: bool
+    email: str
+    user_limits: dict[str, Any] | None
+
+
+class KeyLookup:
+    """Finds the unrevoked key with a hash, and its enabled owner. Connects on first use."""
+
+    def __init__(self, url: str):
+        parsed = make_url(url)
+        self._sqlite = parsed.get_backend_name() == "sqlite"
+        if self._sqlite:
+            self._target = parsed.database or ":memory:"
+        else:  # asyncpg's own DSN: the URL without SQLAlchemy's "+asyncpg"
+            self._target = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._connection: aiosqlite.Connection | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._connecting = asyncio.Lock()
+
+    async def find(self, key_hash: str) -> ActiveKey | None:
+        if self._sqlite:
+            connection = self._connection or await self._connect_sqlite()
+            rows = await connection.execute_fetchall(_SQLITE, (key_hash,))
+            row = rows[0] if rows else None
+        else:
+            pool = self._pool or await self._connect_postgres()
+            row = await pool.fetchrow(_POSTGRES, key_hash)
+        if row is None:
+            return None
+        key_id, key_limits, user_id, is_admin, email, user_limits = row
+        return ActiveKey(
+            key_id, _json(key_limits), user_id, bool(is_admin), email, _json(user_limits)
+        )
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        pool, self._pool = self._pool, None
+        if connection is not None:
+            await connection.close()
+        if pool is not None:
+            await pool.close()
+
+    async def _connect_sqlite(self) -> aiosqlite.Connection:
+        async with self._connecting:
+            if self._connection is None:
+                # Autocommit: a read never holds a snapshot open, so it sees every commit.
+                connection = await aiosqlite.connect(self._target, isolation_level=None)
+                await connection.execute("PRAGMA busy_timeout=30000")
+                self._connection = connection
+            return self._connection
+
+    async def _connect_postgres(self) -> asyncpg.Pool:
+        async with self._connecting:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(self._target, min_size=1, max_size=4)
+            return self._pool
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as the driver gives it (text on both) decoded; NULL and JSON null: None."""
+    if value is None:
+        return None
+    return json.loads(value) if isinstance(value, str | bytes) else value
