@@ -59,19 +59,6 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_databases: PostgresDatabases
-) -> str:
-    """A fresh, migrated database of the given backend."""
-    if request.param == "sqlite":
-        url = sqlite_url(tmp_path / SQLITE_FILE_NAME)
-    else:
-        url = postgres_databases.create()
-    migrate(url)
-    return url
-
-
 @asynccontextmanager
 async def open_database(url: str) -> AsyncIterator[Database]:
     database = Database(url)

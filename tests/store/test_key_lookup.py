@@ -6,34 +6,14 @@ CLI, another server) counts on the very next lookup.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from pathlib import Path
-
-import pytest
 
 from aiservice.governance.accounts import Accounts, key_digest
 from aiservice.settings import LimitValues
 from aiservice.store.accounts import AccountStore
-from aiservice.store.database import SQLITE_FILE_NAME, Database
-from aiservice.store.migrate import upgrade_database
-from support import PostgresDatabases
+from aiservice.store.database import Database
 
 PASSWORD = "a-long-enough-password"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_databases: PostgresDatabases
-) -> str:
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path / SQLITE_FILE_NAME}"
-        if request.param == "sqlite"
-        else postgres_databases.create()
-    )
-    with ThreadPoolExecutor(max_workers=1) as pool:  # Alembic runs its own event loop
-        pool.submit(upgrade_database, url).result()
-    return url
 
 
 @asynccontextmanager

@@ -12,38 +12,13 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from pathlib import Path
-
-import pytest
 
 from aiservice.store.conversations import ConversationStore, Turn
-from aiservice.store.database import SQLITE_FILE_NAME, Database
-from aiservice.store.migrate import upgrade_database
+from aiservice.store.database import Database
 from aiservice.store.responses import NewResponse, Outcome, ResponseStore
-from support import PostgresDatabases
 
 OWNER = "owner-a"
-
-
-def migrate(url: str) -> None:
-    # Alembic runs its own event loop: a thread of its own, as in the server's lifespan.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(upgrade_database, url).result()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(
-    request: pytest.FixtureRequest, tmp_path: Path, postgres_databases: PostgresDatabases
-) -> str:
-    url = (
-        f"sqlite+aiosqlite:///{tmp_path / SQLITE_FILE_NAME}"
-        if request.param == "sqlite"
-        else postgres_databases.create()
-    )
-    migrate(url)
-    return url
 
 
 @asynccontextmanager
