@@ -6,16 +6,18 @@ One run starts, each on a free loopback port:
   `POST /v1/chat/completions` with one fixed chat completion (JSON, with usage) — what
   aiservice asks an upstream for when its client does not stream;
 * a bare ASGI pass-through proxy (this file, `--serve-proxy`): one pooled
-  `httpx.AsyncClient`, the request body forwarded as is, the upstream's bytes returned;
+  `httpx.AsyncClient`, the request body forwarded as is, the upstream's bytes returned; and
+  the same proxy on one aiohttp session (the client aiservice calls upstreams with);
 * aiservice (`python -m aiservice serve`) with a temporary AISERVICE_HOME, auth on
   (AISERVICE_MASTER_KEY) and one upstream model `bench` pointing at nginx, `max_retries = 0`.
 
-Both Python servers run in uvicorn the same way: one worker, no access log, and uvloop and
+The Python servers run in uvicorn the same way: one worker, no access log, and uvloop and
 httptools (what aiservice's `uvicorn[standard]` installs, picked by uvicorn's "auto").
 
 Rows, all fetching the same canned bytes from nginx:
   direct     wrk -> nginx, posting exactly the body aiservice sends upstream (stream: false)
-  proxy      wrk -> bare ASGI proxy -> nginx
+  proxy      wrk -> bare ASGI proxy -> nginx (the targets are judged against this row)
+  proxy-aiohttp  the same on aiohttp: what isolates aiservice's own work (a report line)
   aiservice  wrk -> aiservice -> nginx, a client's non-streamed request
              `{"model": "bench", "messages": [{"role": "user", "content": "hi"}]}` with the
              Bearer key; it answers a `chat.completion` JSON built from the upstream's
@@ -736,9 +738,9 @@ def report(runs: list[Run], args, load_avg: tuple[tuple, tuple], rows: tuple[str
             table.add_section()
     console.print(table)
     for c in args.concurrency:
-        # The targets are judged against the bare proxy (httpx, the usual Python
-        # choice); aiservice calls upstreams through aiohttp, so the same proxy on aiohttp is
-        # what isolates aiservice's own work.
+        # The targets are judged against the bare proxy as built for Order 6 (httpx, the usual
+        # Python choice); aiservice calls upstreams through aiohttp, so the same proxy on
+        # aiohttp is what isolates aiservice's own work.
         ratio = med("aiservice", c, "rps") / med("proxy-aiohttp", c, "rps")
         over = med("aiservice", c, "p50_ms") - med("proxy-aiohttp", c, "p50_ms")
         own = 1000 * (
