@@ -683,6 +683,10 @@ def report(runs: list[Run], args, load_avg: tuple[tuple, tuple], rows: tuple[str
             getattr(r, attr) for r in runs if r.row == row and r.concurrency == c
         )
 
+    def cpu_ms(row: str, c: int) -> float:
+        """The row's server CPU per request, in ms (medians)."""
+        return 1000 * med(row, c, "server_cpu") / med(row, c, "rps")
+
     table = Table(
         title=(
             f"gateway overhead vs a canned nginx upstream: {args.loadgen}, {args.duration:g} s "
@@ -718,7 +722,7 @@ def report(runs: list[Run], args, load_avg: tuple[tuple, tuple], rows: tuple[str
             cells = [str(c), labels[row], f"{rps:,.0f}", f"{p50:.2f}", f"{p99:.2f}"]
             cells += ["", ""] if row == "direct" else [f"{added50:+.2f}", f"{added99:+.2f}"]
             cpu = med(row, c, "server_cpu")
-            cells += [f"{cpu:.0%}", f"{1000 * cpu / rps:.2f}", str(errors)]
+            cells += [f"{cpu:.0%}", f"{cpu_ms(row, c):.2f}", str(errors)]
             if row != "aiservice":
                 table.add_row(*cells, "", "")
                 continue
@@ -743,10 +747,7 @@ def report(runs: list[Run], args, load_avg: tuple[tuple, tuple], rows: tuple[str
         # aiohttp is what isolates aiservice's own work.
         ratio = med("aiservice", c, "rps") / med("proxy-aiohttp", c, "rps")
         over = med("aiservice", c, "p50_ms") - med("proxy-aiohttp", c, "p50_ms")
-        own = 1000 * (
-            med("aiservice", c, "server_cpu") / med("aiservice", c, "rps")
-            - med("proxy-aiohttp", c, "server_cpu") / med("proxy-aiohttp", c, "rps")
-        )
+        own = cpu_ms("aiservice", c) - cpu_ms("proxy-aiohttp", c)
         console.print(
             f"c={c}: against the bare proxy on aiohttp (same upstream client as aiservice): "
             f"req/s {ratio:.0%}, p50 {over:+.2f} ms, aiservice's own CPU {own:.2f} ms a request",
@@ -754,10 +755,7 @@ def report(runs: list[Run], args, load_avg: tuple[tuple, tuple], rows: tuple[str
         )
     if "limited" in rows:
         for c in args.concurrency:
-            added_cpu = 1000 * (
-                med("limited", c, "server_cpu") / med("limited", c, "rps")
-                - med("keyed", c, "server_cpu") / med("keyed", c, "rps")
-            )
+            added_cpu = cpu_ms("limited", c) - cpu_ms("keyed", c)
             added_p50 = med("limited", c, "p50_ms") - med("keyed", c, "p50_ms")
             console.print(
                 f"c={c}: rate limits (Redis) add {added_cpu:+.3f} ms of server CPU per request "
@@ -767,9 +765,7 @@ def report(runs: list[Run], args, load_avg: tuple[tuple, tuple], rows: tuple[str
     if "baseline" in rows:
         for c in args.concurrency:
             rps = med("aiservice", c, "rps") / med("baseline", c, "rps")
-            cpu = (med("aiservice", c, "server_cpu") / med("aiservice", c, "rps")) / (
-                med("baseline", c, "server_cpu") / med("baseline", c, "rps")
-            )
+            cpu = cpu_ms("aiservice", c) / cpu_ms("baseline", c)
             console.print(
                 f"c={c}: aiservice vs aiservice @ {args.baseline}: req/s x{rps:.3f}, "
                 f"CPU per request x{cpu:.3f}",

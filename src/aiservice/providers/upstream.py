@@ -232,17 +232,13 @@ class UpstreamGeneration(PreparedGeneration):
             else:
                 lines = response.lines()
                 first = await _next_chunk(lines, after_first=False)
-        except _Transient as exc:
+        except (_Transient, TransportFailure) as exc:
             self._record(started, exc.reason)
             await provider.breaker.failed()
             if response is not None:
                 response.close()
-            raise
-        except TransportFailure as exc:
-            self._record(started, exc.reason)
-            await provider.breaker.failed()
-            if response is not None:
-                response.close()
+            if isinstance(exc, _Transient):
+                raise
             raise _Transient(exc.reason) from None
         except BaseException:
             if response is not None:

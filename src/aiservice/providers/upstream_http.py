@@ -63,10 +63,6 @@ class UpstreamReply:
         except _FAILURES as exc:
             raise TransportFailure(_reason(exc)) from None
 
-    async def json(self) -> Any:
-        """The body parsed as JSON; ValueError if it is not JSON."""
-        return json.loads(await self.read())
-
     async def lines(self) -> AsyncIterator[str]:
         """The body's lines as they arrive, without their line ends (LF or CRLF). Split here
         rather than with aiohttp's readline, which refuses lines over 128 KiB (a Responses

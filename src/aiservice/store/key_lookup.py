@@ -16,20 +16,26 @@ from typing import Any, NamedTuple
 
 import aiosqlite
 import asyncpg
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
+from sqlalchemy.dialects.sqlite import aiosqlite as sqlite_aiosqlite
 from sqlalchemy.engine import make_url
 
-_COLUMNS = (
-    "api_keys.id, api_keys.rate_limits, users.id, users.is_admin, users.email, users.rate_limits"
+from aiservice.store.tables import ApiKey, User
+
+# Written once, with the tables' own columns; compiled below to each driver's SQL text.
+_ACTIVE_KEY = (
+    select(ApiKey.id, ApiKey.rate_limits, User.id, User.is_admin, User.email, User.rate_limits)
+    .join(User, User.id == ApiKey.user_id)
+    .where(
+        ApiKey.key_hash == bindparam("key_hash"),
+        ApiKey.revoked_at.is_(None),
+        User.disabled.is_(False),
+    )
 )
-_FROM = "FROM api_keys JOIN users ON users.id = api_keys.user_id"
-_SQLITE = (
-    f"SELECT {_COLUMNS} {_FROM} WHERE api_keys.key_hash = ? "
-    "AND api_keys.revoked_at IS NULL AND users.disabled = 0"
-)
-_POSTGRES = (
-    f"SELECT {_COLUMNS} {_FROM} WHERE api_keys.key_hash = $1 "
-    "AND api_keys.revoked_at IS NULL AND NOT users.disabled"
-)
+# SQLAlchemy's dialects for these drivers compile to their own parameter styles (`?`, `$1`).
+_SQLITE = str(_ACTIVE_KEY.compile(dialect=sqlite_aiosqlite.dialect()))
+_POSTGRES = str(_ACTIVE_KEY.compile(dialect=postgresql_asyncpg.dialect()))
 
 
 class ActiveKey(NamedTuple):
