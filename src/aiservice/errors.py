@@ -42,6 +42,7 @@ class ContextLengthExceeded(InvalidRequest):
 
     default_code = "context_length_exceeded"
     prompt_tokens: int | None = None  # what the prompt counted, when the provider knows
+    max_prompt_tokens: int | None = None  # the most it may count, when the provider knows
 
 
 class AuthenticationFailed(AIServiceError):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import re
 from collections.abc import Iterable
 from typing import Any, TypeVar
@@ -18,6 +20,7 @@ from aiservice.metering.meter import current_meter
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.chat_request import ChatCompletionRequest
 from aiservice.services.conversations import ConversationService
+from aiservice.services.request_limits import check_array_sizes
 from aiservice.services.response_request import ResponseRequest
 from aiservice.services.responses import ResponseService
 from aiservice.services.runtime import AppServices
@@ -135,12 +138,30 @@ async def json_body(request: Request, model: type[Body]) -> Body:
     Declared as a FastAPI body parameter, it would be parsed before any dependency runs: an
     unauthenticated client could make us parse megabytes, and get a 400 instead of its 401.
     """
+    body = await request.body()
+    if len(body) <= _INLINE_BODY_BYTES:
+        return _validated(model, body)
+    # Off the event loop, and counted before validation (see services/request_limits.py).
+    return await asyncio.to_thread(_counted_then_validated, model, body)
+
+
+def _counted_then_validated(model: type[Body], body: bytes) -> Body:
     try:
-        return model.model_validate_json(await request.body())
+        document = json.loads(body)
+    except ValueError:
+        document = None  # validation names the fault
+    check_array_sizes(document)
+    return _validated(model, body)
+
+
+def _validated(model: type[Body], body: bytes) -> Body:
+    try:
+        return model.model_validate_json(body)
     except ValidationError as exc:
         raise validation_error(exc.errors()) from None
 
 
+_INLINE_BODY_BYTES = 64 * 1024  # below this, validation costs less than a thread hop
 _METADATA_PARAM = re.compile(r"^metadata\[(.+)\]$")
 
 

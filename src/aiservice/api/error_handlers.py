@@ -22,6 +22,7 @@ from aiservice.errors import (
 )
 from aiservice.metering.meter import current_meter
 from aiservice.services.chat_request import ParameterConflict, UnknownParameter
+from aiservice.services.request_limits import array_too_long
 from aiservice.services.seed_format import error_result
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ def validation_error(errors: Any) -> InvalidRequest:
     first = next(iter(errors), None)
     if first is None:
         return InvalidRequest("Invalid request.")
+    too_long = next((e for e in errors if e.get("type") == "too_long"), None)
+    if too_long is not None:  # before a union's other branches' complaints about the type
+        return _array_too_long(too_long)
     cause = (first.get("ctx") or {}).get("error")
     if isinstance(cause, UnknownParameter | ParameterConflict):
         return InvalidRequest(str(cause), param=cause.param)
@@ -124,6 +128,15 @@ def validation_error(errors: Any) -> InvalidRequest:
     if first.get("type") == "missing":
         return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
     return InvalidRequest(f"Invalid value for '{param}': {message}", param=param)
+
+
+def _array_too_long(error: Any) -> InvalidRequest:
+    limits = error.get("ctx") or {}
+    return array_too_long(
+        _param(error.get("loc", ())) or "body",
+        limits.get("max_length"),
+        limits.get("actual_length"),
+    )
 
 
 def _param(location: tuple[Any, ...]) -> str | None:

@@ -34,11 +34,17 @@ from aiservice.providers.bundled_model import bundled_model_path
 from aiservice.providers.chat_template import ChatTemplate
 from aiservice.providers.grammar import output_format_grammar, tool_call_grammar
 from aiservice.providers.local_generation import ChoiceRunner, SamplingPlan
+from aiservice.providers.prompt_tokens import PromptTokenizer
 from aiservice.settings import ModelConfig
 
 log = logging.getLogger(__name__)
 
 _END = object()  # sentinel: the worker has nothing more to say
+# Prompts longer than this are rendered and tokenized on a thread of their own (from about
+# 10 ms of work), not on the event loop nor on the model's worker, which may be busy
+# generating; shorter ones are not worth the hop.
+_OFF_LOOP_CHARS = 16_384
+_TEMPLATE_CHARS_PER_MESSAGE = 32  # about what a chat template adds around each message
 
 
 class LocalProvider(ChatProvider):
@@ -51,6 +57,7 @@ class LocalProvider(ChatProvider):
         self.model_id = config.name
         self._llama: Llama | None = None
         self._template: ChatTemplate | None = None
+        self._tokenizer: PromptTokenizer | None = None
         self._checked_grammars: set[str] = set()
         self._executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"llama-{config.name}"
@@ -67,11 +74,13 @@ class LocalProvider(ChatProvider):
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._llama = await loop.run_in_executor(self._executor, self._load)
+        eos_token = self._token_text(self._llama.token_eos())
         self._template = ChatTemplate(
             self._llama.metadata.get("tokenizer.chat_template"),
             bos_token=self._token_text(self._llama.token_bos()),
-            eos_token=self._token_text(self._llama.token_eos()),
+            eos_token=eos_token,
         )
+        self._tokenizer = PromptTokenizer(self._llama)
         log.info(
             "local model loaded",
             extra={"model": self.model_id, "context_window": self._llama.n_ctx()},
@@ -99,13 +108,15 @@ class LocalProvider(ChatProvider):
         return self._llama.detokenize([token], special=True).decode("utf-8", errors="replace")
 
     async def prepare_chat(self, request: GenerationRequest) -> PreparedGeneration:
-        llama, template = self._llama, self._template
-        if llama is None or template is None:
+        llama = self._llama
+        if llama is None or self._template is None or self._tokenizer is None:
             raise ServiceUnavailable(f"The model `{self.model_id}` is not loaded.")
         forced_tools = _forced_tools(request)
         shown_tools = [] if request.tool_choice == "none" else forced_tools or request.tools
-        prompt = template.render(request.messages, shown_tools)
-        prompt_tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        if _prompt_size(request) > _OFF_LOOP_CHARS:
+            prompt_tokens = await asyncio.to_thread(self._prompt_tokens, request, shown_tools)
+        else:
+            prompt_tokens = self._prompt_tokens(request, shown_tools)
         max_new_tokens = self._completion_budget(len(prompt_tokens), request.max_tokens)
         for token in request.logit_bias:
             if not 0 <= token < llama.n_vocab():
@@ -130,6 +141,20 @@ class LocalProvider(ChatProvider):
         )
         return LocalGeneration(self, plan)
 
+    def _prompt_tokens(self, request: GenerationRequest, tools: list[Any]) -> list[int]:
+        """The rendered prompt's tokens; a prompt too long to fit is refused before its
+        tokenization, the costliest step."""
+        assert self._template is not None and self._tokenizer is not None
+        prompt = self._template.render(request.messages, tools)
+        window = self.context_window
+        if self._tokenizer.surely_longer_than(prompt, window):
+            raise _context_exceeded(
+                window,
+                f"However, your messages are {len(prompt)} characters long, more than that "
+                "many tokens can hold.",
+            )
+        return self._tokenizer.tokenize(prompt)
+
     def _completion_budget(self, prompt_tokens: int, max_tokens: int | None) -> int:
         window = self.context_window
         if prompt_tokens >= window or (
@@ -138,13 +163,12 @@ class LocalProvider(ChatProvider):
             asked = f"{prompt_tokens} in the messages" + (
                 f", {max_tokens} in the completion" if max_tokens is not None else ""
             )
-            error = ContextLengthExceeded(
-                f"This model's maximum context length is {window} tokens. However, you requested "
-                f"{prompt_tokens + (max_tokens or 0)} tokens ({asked}). Please reduce the length "
-                "of the messages or completion.",
-                param="messages",
+            error = _context_exceeded(
+                window,
+                f"However, you requested {prompt_tokens + (max_tokens or 0)} tokens ({asked}).",
             )
             error.prompt_tokens = prompt_tokens
+            error.max_prompt_tokens = window - (max_tokens or 1)
             raise error
         return max_tokens if max_tokens is not None else window - prompt_tokens
 
@@ -173,6 +197,21 @@ class LocalProvider(ChatProvider):
         if self._llama is None:
             raise ServiceUnavailable(f"The model `{self.model_id}` is not loaded.")
         return self._llama
+
+
+def _prompt_size(request: GenerationRequest) -> int:
+    """About how many characters the rendered prompt will have."""
+    return sum(len(m.content) + _TEMPLATE_CHARS_PER_MESSAGE for m in request.messages)
+
+
+def _context_exceeded(window: int, what_was_asked: str) -> ContextLengthExceeded:
+    error = ContextLengthExceeded(
+        f"This model's maximum context length is {window} tokens. {what_was_asked} Please "
+        "reduce the length of the messages or completion.",
+        param="messages",
+    )
+    error.max_prompt_tokens = window - 1  # room for one token of answer
+    return error
 
 
 def _forced_tools(request: GenerationRequest) -> list[Any]:

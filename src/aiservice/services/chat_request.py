@@ -17,6 +17,7 @@ from aiservice.providers.base import (
     ToolCall,
 )
 from aiservice.services.metadata import Metadata
+from aiservice.services.request_limits import MAX_CONTENT_PARTS, MAX_MESSAGES
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class MessageToolCall(_Lenient):
 
 class ChatMessage(_Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[ContentPart] | None = None
+    content: str | Annotated[list[ContentPart], Field(max_length=MAX_CONTENT_PARTS)] | None = None
     name: str | None = None
     tool_calls: list[MessageToolCall] | None = None
     tool_call_id: str | None = None
@@ -141,7 +142,7 @@ Penalty = Annotated[float, Field(ge=-2, le=2)]
 class ChatCompletionRequest(_Lenient):
     """OpenAI's chat completion parameters; see docs/api.md for what the local model honours."""
 
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     model: str = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: Probability | None = None

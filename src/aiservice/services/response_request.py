@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from aiservice.services.chat_request import ParameterConflict, UnknownParameter
 from aiservice.services.metadata import Metadata
+from aiservice.services.request_limits import MAX_CONTENT_PARTS, MAX_INPUT_ITEMS
 
 # Every parameter the official SDK can send; see chat_request.KNOWN_PARAMETERS for why.
 KNOWN_PARAMETERS = frozenset(
@@ -41,17 +42,20 @@ class ContentPart(_Lenient):
         return self
 
 
+Content = str | Annotated[list[ContentPart], Field(max_length=MAX_CONTENT_PARTS)]
+
+
 class InputItem(_Lenient):
     """One input item: a message (with or without `type`), a function call, or its output."""
 
     type: str = "message"
     id: str | None = Field(default=None, max_length=64)
     role: MessageRole | None = None
-    content: str | list[ContentPart] | None = None
+    content: Content | None = None
     call_id: str | None = None
     name: str | None = None
     arguments: str | None = None
-    output: str | list[ContentPart] | None = None
+    output: Content | None = None
 
     @model_validator(mode="after")
     def _fields_of_its_type(self) -> InputItem:
@@ -121,7 +125,7 @@ class _ResponseInput(_Lenient):
     """What shapes the model's input: shared by create and input_tokens."""
 
     model: str = Field(min_length=1)
-    input: str | list[InputItem] | None = None
+    input: str | Annotated[list[InputItem], Field(max_length=MAX_INPUT_ITEMS)] | None = None
     instructions: str | None = None
     previous_response_id: str | None = Field(default=None, min_length=1, max_length=64)
     conversation: str | ConversationRef | None = None

@@ -332,7 +332,7 @@ class ResponseService:
                 if request.truncation != "auto" or len(messages) <= 1:
                     exc.param = "input"
                     raise
-                messages = messages[1:]
+                messages = messages[_oldest_to_drop(messages, exc) :]
 
     async def _chain_items(self, owner: str, previous_id: str) -> list[Item]:
         chain, missing = await self._store.chain(owner, previous_id, int(time.time()))
@@ -352,6 +352,25 @@ class ResponseService:
             items += row.input_items
             items += row.response.get("output") or []
         return items
+
+
+_TURN_CHARS = 32  # about what a chat template writes around each message
+
+
+def _oldest_to_drop(messages: list[PromptMessage], exc: ContextLengthExceeded) -> int:
+    """How many of the oldest messages `truncation: auto` drops next: one when the provider
+    did not say by how much the input is too long; else as many as hold that share of its
+    text, so that a long input fits in a few tries rather than one try a message."""
+    if exc.prompt_tokens is None or exc.max_prompt_tokens is None:
+        return 1
+    excess = exc.prompt_tokens - max(exc.max_prompt_tokens, 0)
+    sizes = [len(m.content) + _TURN_CHARS for m in messages]
+    to_drop = sum(sizes) * excess / max(exc.prompt_tokens, 1)
+    dropped, chars = 0, 0
+    while dropped < len(messages) - 1 and chars < to_drop:
+        chars += sizes[dropped]
+        dropped += 1
+    return max(dropped, 1)
 
 
 def _meter_request(request: ResponseRequest) -> Meter | None:
