@@ -209,6 +209,11 @@ class Settings(BaseSettings):
     # this many are waiting.
     ledger_flush_s: float = Field(default=1.0, gt=0, le=60)
     ledger_batch_size: int = Field(default=500, ge=1)
+    # Each record is also appended to a local journal as it is taken, replayed at the next
+    # start if the process was killed before writing it (metering/journal.py). The directory
+    # defaults to `home`/usage-journal; processes sharing it replay each other's.
+    ledger_journal: bool = True
+    ledger_journal_dir: Path | None = None
     # Budget alerts (50/80/100 %) are POSTed here as JSON, retried with backoff. Unset: alerts
     # are only logged and listed by GET /v1/admin/alerts.
     alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")

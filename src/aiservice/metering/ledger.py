@@ -3,19 +3,24 @@ database in batches by a background task, so that no request waits on the write.
 
 Listeners (metrics, budgets) see each record as it is taken, and each batch once written.
 `close()` writes what is left: a clean stop loses nothing. A failed write keeps the batch and
-tries again at the next flush.
+tries again at the next flush. With a journal, each record is also appended to a local file as
+it is taken, so that a killed process loses none either (metering/journal.py). A background
+job's record is not batched: its worker writes it with the job's end (`priced`, `written`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from aiservice.governance.pricing import PriceList
+from aiservice.metering.journal import UsageJournal, replay_dead_journals
 from aiservice.metering.meter import Meter
 from aiservice.store.usage import UsageStore
 
@@ -38,6 +43,7 @@ class UsageLedger:
         batch_size: int = 500,
     ):
         self._store = store
+        self._journal: UsageJournal | None = None
         self.prices = prices
         self._flush_s = flush_s
         self._batch_size = batch_size
@@ -51,6 +57,17 @@ class UsageLedger:
 
     def record(self, meter: Meter, status_code: int) -> Record:
         """Price and keep the request's record; written with the next batch."""
+        row = self.priced(meter, status_code)
+        if self._journal is not None:
+            self._journal.append(table_row(row))
+        self._pending.append(row)
+        self._taken(row)
+        if len(self._pending) >= self._batch_size:
+            self._wake.set()
+        return row
+
+    def priced(self, meter: Meter, status_code: int) -> Record:
+        """The request's record, for a caller that writes it itself (`written` after)."""
         error = meter.error
         if status_code < 400:  # a stream's 200 was sent before it ended
             if error is not None:
@@ -58,7 +75,8 @@ class UsageLedger:
             elif meter.interrupted:
                 status_code = CLIENT_CLOSED_REQUEST
         model = meter.model_served
-        row: Record = {
+        return {
+            "record_id": secrets.token_hex(16),
             "created_at": meter.started_at,
             "day": time.strftime("%Y-%m-%d", time.gmtime(meter.started_at)),
             "request_id": meter.request_id,
@@ -86,17 +104,26 @@ class UsageLedger:
             # Not a column: read by the metrics listener, dropped before the write.
             "_attempts": meter.attempts,
         }
-        self._pending.append(row)
+
+    async def written(self, row: Record) -> None:
+        """`row` (from `priced`) is in the database, written by its caller: tell the listeners,
+        as if it had been taken and written here."""
+        self._taken(row)
+        await self._tell_written([row])
+
+    def _taken(self, row: Record) -> None:
         for listener in self.on_record:
             try:
                 listener(row)
             except Exception as exc:  # a listener's fault must not cost the request its record
                 log.error("usage listener failed", extra={"error_type": type(exc).__name__})
-        if len(self._pending) >= self._batch_size:
-            self._wake.set()
-        return row
 
-    def start(self) -> None:
+    async def start(self, journal_dir: Path | None = None) -> None:
+        """Begin writing batches; with `journal_dir`, first write what dead processes left in
+        their journals there, then journal this process's records there too."""
+        if journal_dir is not None:
+            await replay_dead_journals(journal_dir, self._store.insert_many)
+            self._journal = UsageJournal(journal_dir)
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -115,21 +142,27 @@ class UsageLedger:
             batch, self._pending = self._pending, []
             if not batch:
                 return 0
+            # The sealed segments hold exactly this batch (and earlier failed ones in it).
+            segments = self._journal.seal() if self._journal is not None else []
             self._writing = batch
-            rows = [{k: v for k, v in row.items() if not k.startswith("_")} for row in batch]
             try:
-                await self._store.insert_many(rows)
+                await self._store.insert_many([table_row(row) for row in batch])
             except BaseException:
                 self._pending = (batch + self._pending)[-_MAX_PENDING:]
                 raise
             finally:
                 self._writing = []
+            if self._journal is not None:
+                self._journal.discard(segments)
+        await self._tell_written(batch)
+        return len(batch)
+
+    async def _tell_written(self, batch: list[Record]) -> None:
         for listener in self.on_written:
             try:
                 await listener(batch)
             except Exception as exc:
                 log.error("usage listener failed", extra={"error_type": type(exc).__name__})
-        return len(batch)
 
     def writes_paused(self) -> asyncio.Lock:
         """Held, no batch is being written: the database and `unwritten` then agree on which
@@ -151,9 +184,22 @@ class UsageLedger:
             written = await self.flush()
         except Exception as exc:
             log.error(
-                "usage records lost at shutdown",
-                extra={"error_type": type(exc).__name__, "records": len(self._pending)},
+                "usage records not written at shutdown",
+                extra={
+                    "error_type": type(exc).__name__,
+                    "records": len(self._pending),
+                    "journaled": self._journal is not None,  # replayed at the next start
+                },
             )
+            if self._journal is not None:
+                self._journal.close(everything_written=False)
             return
+        if self._journal is not None:
+            self._journal.close(everything_written=True)
         if written:
             log.info("usage records written at shutdown", extra={"records": written})
+
+
+def table_row(row: Record) -> Record:
+    """The row as the table takes it: without the listeners' extras."""
+    return {k: v for k, v in row.items() if not k.startswith("_")}

@@ -16,10 +16,10 @@ import secrets
 import socket
 import time
 from contextlib import AsyncExitStack, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiservice.errors import AIServiceError, as_service_error
-from aiservice.metering.ledger import CLIENT_CLOSED_REQUEST, UsageLedger
+from aiservice.metering.ledger import CLIENT_CLOSED_REQUEST, UsageLedger, table_row
 from aiservice.metering.meter import Meter, metering
 from aiservice.services.event_hub import EventHub
 from aiservice.services.response_body import ResponseState
@@ -119,8 +119,9 @@ class BackgroundWorker:
             self._ledger.record(meter, status_code)
 
     async def _run_metered(self, row: StoredResponse, meter: Meter) -> int | None:
-        """Run the job; the status its usage record gets, or None if it needs none (the
-        job was taken over, or handed back: it is recorded where it ends)."""
+        """Run the job; the status its usage record gets if the ledger is to record it, or
+        None: written with the job's end, or not this worker's to write (the job was taken
+        over, or handed back: it is recorded where it ends)."""
         if row.attempts > self._settings.max_attempts:
             outcome = _out_of_attempts(row)
             meter.failed(AIServiceError("The response was interrupted.", code="interrupted"))
@@ -146,6 +147,13 @@ class BackgroundWorker:
                 meter.interrupted = True
                 return CLIENT_CLOSED_REQUEST
             return None
+        if outcome.status != "failed":
+            status_code = 200
+        else:
+            status_code = meter.error.status_code if meter.error is not None else 500
+        usage = self._ledger.priced(meter, status_code) if self._ledger is not None else None
+        if usage is not None:
+            outcome = replace(outcome, usage=table_row(usage))
         finished = await self._store.finish(row.id, self.worker_id, outcome)
         self._responses.event_hub.notify(row.id)
         if not finished:
@@ -154,9 +162,9 @@ class BackgroundWorker:
             "background job finished",
             extra={"response_id": row.id, "status": outcome.status, "attempt": row.attempts},
         )
-        if outcome.status != "failed":
-            return 200
-        return meter.error.status_code if meter.error is not None else 500
+        if usage is not None and self._ledger is not None:
+            await self._ledger.written(usage)
+        return None
 
     async def _outcome(self, row: StoredResponse, meter: Meter) -> Outcome | None:
         try:

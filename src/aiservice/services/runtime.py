@@ -162,7 +162,11 @@ class ServiceRuntime:
         new_key = None
         if master_key:
             services.master_key, new_key = bootstrap_master_key(settings)
-        services.ledger.start()
+        await services.ledger.start(
+            (settings.ledger_journal_dir or settings.home / "usage-journal")
+            if settings.ledger_journal
+            else None
+        )
         if wait_for_models:
             await services.registry.start()
             if freeze_heap:

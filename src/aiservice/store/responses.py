@@ -22,6 +22,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from aiservice.store.conversations import Turn, append_turn
 from aiservice.store.database import Database
 from aiservice.store.tables import ResponseEvent, StoredResponse
+from aiservice.store.usage import insert_records
 
 QUEUED = "queued"
 IN_PROGRESS = "in_progress"
@@ -60,6 +61,9 @@ class Outcome:
     output_tokens: int
     events: list[dict[str, Any]] = field(default_factory=list)  # the last streaming events
     turn: Turn | None = None  # appended to its conversation with the end
+    # Its usage record (metering/ledger.py), written with the end: a job is charged exactly
+    # when it is finished, whatever happens to its worker after.
+    usage: dict[str, Any] | None = None
 
 
 # PostgreSQL notification channels: a job was queued; a job was cancelled (payload: its id).
@@ -328,6 +332,8 @@ class ResponseStore:
             await _insert_events(session, response_id, outcome.events)
             if outcome.turn is not None:
                 await append_turn(session, outcome.turn)
+            if outcome.usage is not None:
+                await insert_records(session, [outcome.usage])
             return True
 
     async def release(self, response_id: str, worker_id: str) -> bool:

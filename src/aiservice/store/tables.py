@@ -180,6 +180,8 @@ class UsageRecord(Base):
     __tablename__ = "usage_records"
 
     seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    # Given by the ledger; unique, so that a record replayed from a journal is kept once.
+    record_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[float] = mapped_column(Float)  # unix seconds, when the request began
     day: Mapped[str] = mapped_column(String(10))  # its UTC date, "2026-11-21", to group by
     request_id: Mapped[str] = mapped_column(String(128))
@@ -208,6 +210,7 @@ class UsageRecord(Base):
         Index("ix_usage_records_created_at", "created_at"),
         Index("ix_usage_records_owner_created_at", "owner", "created_at"),
         Index("ix_usage_records_key_created_at", "key_id", "created_at"),
+        Index("ix_usage_records_record_id", "record_id", unique=True),
     )
 
 

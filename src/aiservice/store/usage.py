@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiservice.store.database import Database
 from aiservice.store.tables import UsageRecord
@@ -37,10 +39,8 @@ class UsageStore:
     async def insert_many(self, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
-        # The Core table, keyed by column names ("metadata", not the attribute `metadata_`),
-        # and without the ORM's per-row bookkeeping.
         async with self._sessions.begin() as session:
-            await session.execute(insert(UsageRecord.__table__), list(rows))
+            await insert_records(session, rows)
 
     async def totals(self, query: UsageQuery) -> list[dict[str, Any]]:
         """One row per group: the group's fields then requests, tokens, cost and errors,
@@ -97,6 +97,22 @@ class UsageStore:
         )
         async with self._sessions() as session:
             return list(await session.scalars(statement))
+
+
+async def insert_records(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert usage records in `session`'s transaction; one whose record_id is already there
+    (a journal replayed after the batch was written) is skipped."""
+    # The Core table, keyed by column names ("metadata", not the attribute `metadata_`),
+    # and without the ORM's per-row bookkeeping.
+    table = UsageRecord.__table__
+    dialect = session.bind.dialect.name
+    if dialect == "postgresql":
+        statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=["record_id"])
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=["record_id"])
+    else:
+        statement = insert(table)
+    await session.execute(statement, list(rows))
 
 
 def _window(query: UsageQuery) -> list[ColumnElement[bool]]:
