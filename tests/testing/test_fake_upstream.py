@@ -550,7 +550,10 @@ def test_sdk_stream_times_out_on_a_stall(upstream: FakeUpstream):
     upstream.add_fault(Fault(stall_after_chunks=2))
     client = OpenAI(
         # The SDK's own Timeout: it is httpx's on openai 1.x-3.62 and httpx2's from 3.63 on.
-        base_url=upstream.base_url, api_key="k", max_retries=0, timeout=openai.Timeout(10, read=0.3)
+        base_url=upstream.base_url,
+        api_key="k",
+        max_retries=0,
+        timeout=openai.Timeout(10, read=0.3),
     )
     received: list[ChatCompletionChunk] = []
     with pytest.raises(openai.APITimeoutError):

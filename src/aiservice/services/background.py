@@ -151,8 +151,9 @@ class BackgroundWorker:
             status_code = 200
         else:
             status_code = meter.error.status_code if meter.error is not None else 500
-        usage = self._ledger.priced(meter, status_code) if self._ledger is not None else None
-        if usage is not None:
+        ledger, usage = self._ledger, None
+        if ledger is not None:  # the record is written with the end, in one transaction
+            usage = ledger.priced(meter, status_code)
             outcome = replace(outcome, usage=table_row(usage))
         finished = await self._store.finish(row.id, self.worker_id, outcome)
         self._responses.event_hub.notify(row.id)
@@ -162,8 +163,8 @@ class BackgroundWorker:
             "background job finished",
             extra={"response_id": row.id, "status": outcome.status, "attempt": row.attempts},
         )
-        if usage is not None and self._ledger is not None:
-            await self._ledger.written(usage)
+        if ledger is not None and usage is not None:
+            await ledger.written(usage)
         return None
 
     async def _outcome(self, row: StoredResponse, meter: Meter) -> Outcome | None:
