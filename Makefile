@@ -42,7 +42,10 @@ upgrade: install
 serve: install
 	$(BIN)/aiservice serve $(ARGS)
 
+# The linters first: CI runs `make test`, so it holds the style too.
 test: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: install
