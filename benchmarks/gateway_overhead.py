@@ -292,7 +292,7 @@ def proxy_app(upstream: str, client: str = "httpx"):
 def serve_proxy(port: int, upstream: str, client: str) -> None:
     import uvicorn
 
-    # The same uvicorn settings as `aiservice serve` (cli.py): one worker, loop and http
+    # The same uvicorn settings as `aiservice serve` (cli/server.py): one worker, loop and http
     # "auto" (uvloop, httptools), no access log, no server header.
     uvicorn.run(
         proxy_app(upstream, client),

@@ -1,6 +1,10 @@
 """Rate limits from the command line: `aiservice keys limits`, `aiservice users limits` (the
 values are stored in the database; a running server reads them with each request) and
-`aiservice limits stats` (asked of a running server: the counts live in its memory or Redis)."""
+`aiservice limits stats` (asked of a running server: the counts live in its memory or Redis).
+
+`keys limits` and `users limits` are plain functions: the package adds them to the keys and
+users groups, so that the rate-limit options stay in one place without this module importing
+those groups."""
 
 from __future__ import annotations
 
@@ -9,24 +13,24 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
-from aiservice.cli import (
+from aiservice.cli.common import (
     ConfigOption,
-    _print_table,
-    _settings_or_exit,
-    _with_accounts,
+    describe_limits,
     err,
-    keys,
+    limit_values,
     out,
-    users,
+    print_table,
+    settings_or_exit,
+    with_accounts,
 )
 from aiservice.governance.accounts import Accounts
-from aiservice.settings import LimitValues
 from aiservice.store.tables import User
 
-limits = typer.Typer(help="Rate limits: what keys and users did recently.", no_args_is_help=True)
+limits_app = typer.Typer(
+    help="Rate limits: what keys and users did recently.", no_args_is_help=True
+)
 
 Rpm = Annotated[int | None, typer.Option(min=1, help="Requests per minute.")]
 Rpd = Annotated[int | None, typer.Option(min=1, help="Requests per day.")]
@@ -42,23 +46,6 @@ MaxPriority = Annotated[
 Clear = Annotated[bool, typer.Option(help="Drop its own values: back to the defaults.")]
 
 
-def limit_values(**values: Any) -> LimitValues | None:
-    """The options given, as the stored shape; None when none was given."""
-    given = {name: value for name, value in values.items() if value is not None}
-    if not given:
-        return None
-    try:
-        return LimitValues(**given)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        raise typer.BadParameter(f"--{problem['loc'][0]}: {problem['msg']}") from None
-
-
-def describe(values: dict[str, Any] | None) -> str:
-    return ", ".join(f"{name}={value}" for name, value in (values or {}).items()) or "defaults"
-
-
-@keys.command("limits")
 def keys_limits(
     key_id: str,
     rpm: Rpm = None,
@@ -82,10 +69,9 @@ def keys_limits(
             return (await accounts.key(key_id))[0].rate_limits
         return (await accounts.set_key_limits(key_id, values))[0].rate_limits
 
-    out.print(f"{key_id}: {describe(_with_accounts(config, show_or_set))}", soft_wrap=True)
+    out.print(f"{key_id}: {describe_limits(with_accounts(config, show_or_set))}", soft_wrap=True)
 
 
-@users.command("limits")
 def users_limits(
     email: str,
     rpm: Rpm = None,
@@ -109,11 +95,11 @@ def users_limits(
             return await accounts.user(email)
         return await accounts.set_user_limits(email, values)
 
-    user = _with_accounts(config, show_or_set)
-    out.print(f"{user.email}: {describe(user.rate_limits)}", soft_wrap=True)
+    user = with_accounts(config, show_or_set)
+    out.print(f"{user.email}: {describe_limits(user.rate_limits)}", soft_wrap=True)
 
 
-@limits.command("stats")
+@limits_app.command("stats")
 def limits_stats(
     server: Annotated[
         str | None,
@@ -127,7 +113,7 @@ def limits_stats(
 ) -> None:
     """Per key and user: requests in the last minute and 24 hours, rejected, queued, average
     wait. Asked of a running server (with Redis, every process's counts)."""
-    settings = _settings_or_exit(config)
+    settings = settings_or_exit(config)
     url = server or f"http://{settings.host}:{settings.port}"
     key = api_key or os.environ.get("AISERVICE_MASTER_KEY")
     if not key:
@@ -162,4 +148,4 @@ def limits_stats(
             f"{wait:.1f}" if wait is not None else "",
             str(row["waiting_now"]),
         )
-    _print_table(table)
+    print_table(table)

@@ -3,35 +3,25 @@ admin API uses. A running server sees a change within `budget_refresh_s`."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from aiservice.cli import ConfigOption, _print_table, _when, _yes, err, out, with_database
+from aiservice.cli.common import (
+    ConfigOption,
+    describe_budget,
+    out,
+    print_table,
+    when,
+    with_budgets,
+    yes,
+)
 from aiservice.governance.budget_periods import PERIODS
-from aiservice.governance.budgets import Budgets, build_budgets, usd
-from aiservice.store.tables import Budget
+from aiservice.governance.budgets import Budgets, usd
 
-T = TypeVar("T")
-
-budgets = typer.Typer(help="Spending budgets of users and API keys.", no_args_is_help=True)
-alerts = typer.Typer(help="Budget alerts (50, 80 and 100 %).", no_args_is_help=True)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(budgets, name="budgets")
-    app.add_typer(alerts, name="alerts")
-
-
-def with_budgets(config: Path | None, work: Callable[[Budgets], Awaitable[T]]) -> T:
-    """Run `work` on the budgets of the configured database; API errors exit with 1."""
-    # No ledger: this process spends nothing; what it reads is what is written.
-    return with_database(
-        config, lambda settings, database: work(build_budgets(settings, database, ledger=None))
-    )
+budgets_app = typer.Typer(help="Spending budgets of users and API keys.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Budget alerts (50, 80 and 100 %).", no_args_is_help=True)
 
 
 def _period(value: str) -> str:
@@ -45,28 +35,7 @@ PeriodOption = Annotated[
 ]
 
 
-def describe(budget: Budget) -> str:
-    kind = "soft " if budget.soft else ""
-    return (
-        f"{budget.id}: {kind}{budget.period} budget of {usd(budget.amount_usd)} "
-        f"for {budget.scope} {budget.subject_id}"
-    )
-
-
-def check_budget_options(amount: float, period: str) -> None:
-    """For `keys create --budget`: refuse bad values before the key is made."""
-    if not amount > 0:
-        raise typer.BadParameter("must be a positive amount of USD", param_hint="--budget")
-    if period not in PERIODS:
-        raise typer.BadParameter(f"one of {', '.join(PERIODS)}", param_hint="--budget-period")
-
-
-def set_key_budget(config: Path | None, key_id: str, amount: float, period: str) -> None:
-    budget = with_budgets(config, lambda b: b.put(key=key_id, amount_usd=amount, period=period))
-    err.print(f"Set {describe(budget)}.", soft_wrap=True, highlight=False)
-
-
-@budgets.command("set")
+@budgets_app.command("set")
 def budgets_set(
     amount: Annotated[float, typer.Option(min=0.0, help="USD per period.")],
     user: Annotated[str | None, typer.Option(help="A user's e-mail (or id).")] = None,
@@ -80,10 +49,10 @@ def budgets_set(
         config,
         lambda b: b.put(user=user, key=key, amount_usd=amount, period=period, soft=soft),
     )
-    out.print(f"Set {describe(budget)}.", soft_wrap=True, highlight=False)
+    out.print(f"Set {describe_budget(budget)}.", soft_wrap=True, highlight=False)
 
 
-@budgets.command("list")
+@budgets_app.command("list")
 def budgets_list(config: ConfigOption = None) -> None:
     """List budgets with what each has spent in its current period."""
 
@@ -99,20 +68,20 @@ def budgets_list(config: ConfigOption = None) -> None:
             view["period"],
             usd(view["amount_usd"]),
             usd(view["spent_usd"]),
-            _yes(view["soft"]),
-            _when(view["resets_at"]) if view["resets_at"] else "never",
+            yes(view["soft"]),
+            when(view["resets_at"]) if view["resets_at"] else "never",
         )
-    _print_table(table)
+    print_table(table)
 
 
-@budgets.command("delete")
+@budgets_app.command("delete")
 def budgets_delete(budget_id: str, config: ConfigOption = None) -> None:
     """Delete a budget: its user or key may spend without limit again."""
     with_budgets(config, lambda b: b.delete(budget_id))
     out.print(f"Deleted {budget_id}.", soft_wrap=True)
 
 
-@alerts.command("list")
+@alerts_app.command("list")
 def alerts_list(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 50,
     config: ConfigOption = None,
@@ -130,7 +99,7 @@ def alerts_list(
             f"{alert['threshold']}%",
             usd(alert["spent_usd"]),
             usd(alert["amount_usd"]),
-            _when(alert["created_at"]),
-            _yes(alert["delivered"]),
+            when(alert["created_at"]),
+            yes(alert["delivered"]),
         )
-    _print_table(table)
+    print_table(table)

@@ -23,8 +23,8 @@ import pytest
 from openai import OpenAI
 from tenacity import RetryCallState, Retrying, wait_none
 
-from aiservice.chat import ChatOptions, ChatSession
-from aiservice.chat_retry import RETRY_ATTEMPTS, RETRY_WAIT, call_with_retries, is_transient
+from aiservice.chat.retry import RETRY_ATTEMPTS, RETRY_WAIT, call_with_retries, is_transient
+from aiservice.chat.session import ChatOptions, ChatSession
 from support import MASTER_KEY, RunningServer, start_server, stop_server
 
 CONVERSATION_LINE = re.compile(r"^conversation: (conv_\w+)", re.MULTILINE)

@@ -23,8 +23,8 @@ import openai
 from openai import OpenAI
 from tenacity.wait import WaitBaseT
 
-from aiservice.chat_log import LOG_NAME, Exchange, ExchangeLog
-from aiservice.chat_retry import RETRY_WAIT, call_with_retries
+from aiservice.chat.log import LOG_NAME, Exchange, ExchangeLog
+from aiservice.chat.retry import RETRY_WAIT, call_with_retries
 from aiservice.settings import Settings, default_home
 
 T = TypeVar("T")
@@ -358,7 +358,7 @@ def _api_client(
     if api_key is not None:
         raise ChatError("--api-key is for --server; without it aiservice runs in this process", 2)
     assert settings is not None
-    from aiservice.chat_embedded import EmbeddedServer, EmbeddedServerError
+    from aiservice.chat.embedded_server import EmbeddedServer, EmbeddedServerError
 
     print("(starting aiservice in this process…)", file=sys.stderr, flush=True)
     try:

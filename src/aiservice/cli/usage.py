@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from aiservice.cli import ConfigOption, _print_table, _settings_or_exit, err
+from aiservice.cli.common import ConfigOption, err, print_table, settings_or_exit
 from aiservice.errors import AIServiceError, InvalidRequest
 from aiservice.governance.accounts import normalise_email
 from aiservice.services.usage import parse_group_by, parse_time
@@ -25,7 +25,7 @@ from aiservice.store.usage import UsageQuery, UsageStore
 TOTAL_COLUMNS = ("requests", "input_tokens", "output_tokens", "total_tokens", "cost_usd", "errors")
 
 
-def usage(
+def usage_command(
     since: Annotated[
         str | None,
         typer.Option(
@@ -54,7 +54,7 @@ def usage(
     config: ConfigOption = None,
 ) -> None:
     """Show requests, tokens, cost and errors from the usage ledger, with a totals row."""
-    settings = _settings_or_exit(config)
+    settings = settings_or_exit(config)
     settings.home.mkdir(parents=True, exist_ok=True)
     url = database_url(settings)
     upgrade_database(url)
@@ -78,7 +78,7 @@ def usage(
     except AIServiceError as exc:
         err.print(f"[red]{exc.message}[/red]", highlight=False, soft_wrap=True)
         raise typer.Exit(2 if isinstance(exc, InvalidRequest) else 1) from None
-    _print_table(_table(query.group_by, rows))
+    print_table(_table(query.group_by, rows))
 
 
 async def _owner(database: Database, user: str) -> str:

@@ -1,0 +1,136 @@
+"""What the command modules share, so that each command reads and fails the same way: the
+--config option, settings and database access with their exit codes (2: a configuration that
+does not load, 1: an error of the services), and tables and times printed alike.
+
+The command modules import from here and from the rest of aiservice, never from each other or
+from the package: the package puts them together, nothing points back at it. That is why the
+few pieces of rate limits and budgets that `keys create` shares with `limits.py` and
+`budgets.py` are here too."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+
+from aiservice.errors import AIServiceError
+from aiservice.governance.accounts import Accounts
+from aiservice.governance.budget_periods import PERIODS
+from aiservice.governance.budgets import Budgets, build_budgets, usd
+from aiservice.settings import ConfigError, LimitValues, Settings, load_settings
+from aiservice.store.accounts import AccountStore
+from aiservice.store.database import Database, database_url
+from aiservice.store.migrate import upgrade_database
+from aiservice.store.tables import Budget
+
+T = TypeVar("T")
+err = Console(stderr=True)
+out = Console()
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(help="TOML configuration file (default $AISERVICE_HOME/config.toml)."),
+]
+
+
+def settings_or_exit(config: Path | None) -> Settings:
+    # soft_wrap: Rich otherwise breaks lines at the terminal width (80 when piped), which
+    # split "FILE: models[0].path: ..." across lines for anyone grepping the output.
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]Invalid configuration[/red]\n{exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def with_database(config: Path | None, work: Callable[[Settings, Database], Awaitable[T]]) -> T:
+    """Run `work` against the configured database, migrated first; API errors exit with 1."""
+    settings = settings_or_exit(config)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    url = database_url(settings)
+    upgrade_database(url)
+
+    async def run() -> T:
+        database = Database(url)
+        try:
+            return await work(settings, database)
+        finally:
+            await database.close()
+
+    try:
+        return asyncio.run(run())
+    except AIServiceError as exc:
+        err.print(f"[red]{exc.message}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def with_accounts(config: Path | None, work: Callable[[Accounts], Awaitable[T]]) -> T:
+    return with_database(config, lambda _, database: work(Accounts(AccountStore(database))))
+
+
+def with_budgets(config: Path | None, work: Callable[[Budgets], Awaitable[T]]) -> T:
+    """Run `work` on the budgets of the configured database; API errors exit with 1."""
+    # No ledger: this process spends nothing; what it reads is what is written.
+    return with_database(
+        config, lambda settings, database: work(build_budgets(settings, database, ledger=None))
+    )
+
+
+def print_table(table: Table) -> None:
+    """Print the table at its natural width: ids and e-mails are never cut or wrapped (Rich
+    would fit it to the terminal, 80 columns when piped, and `keys revoke` needs whole ids)."""
+    natural = Measurement.get(out, out.options.update(width=100_000), table).maximum
+    Console(width=max(out.width, natural)).print(table)
+
+
+def yes(flag: bool) -> str:
+    return "yes" if flag else ""
+
+
+def when(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def limit_values(**values: Any) -> LimitValues | None:
+    """The rate-limit options given, as the stored shape; None when none was given."""
+    given = {name: value for name, value in values.items() if value is not None}
+    if not given:
+        return None
+    try:
+        return LimitValues(**given)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise typer.BadParameter(f"--{problem['loc'][0]}: {problem['msg']}") from None
+
+
+def describe_limits(values: dict[str, Any] | None) -> str:
+    return ", ".join(f"{name}={value}" for name, value in (values or {}).items()) or "defaults"
+
+
+def describe_budget(budget: Budget) -> str:
+    kind = "soft " if budget.soft else ""
+    return (
+        f"{budget.id}: {kind}{budget.period} budget of {usd(budget.amount_usd)} "
+        f"for {budget.scope} {budget.subject_id}"
+    )
+
+
+def check_budget_options(amount: float, period: str) -> None:
+    """For `keys create --budget`: refuse bad values before the key is made."""
+    if not amount > 0:
+        raise typer.BadParameter("must be a positive amount of USD", param_hint="--budget")
+    if period not in PERIODS:
+        raise typer.BadParameter(f"one of {', '.join(PERIODS)}", param_hint="--budget-period")
+
+
+def set_key_budget(config: Path | None, key_id: str, amount: float, period: str) -> None:
+    budget = with_budgets(config, lambda b: b.put(key=key_id, amount_usd=amount, period=period))
+    err.print(f"Set {describe_budget(budget)}.", soft_wrap=True, highlight=False)

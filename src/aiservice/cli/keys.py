@@ -1,0 +1,95 @@
+"""`aiservice keys …`: API keys of the configured database's users. A key is shown once, when
+it is created: the secret goes to stdout alone, so that a script can capture it, and the
+words around it to stderr. `keys limits` is with the other rate-limit commands, in limits.py."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from aiservice.cli.common import (
+    ConfigOption,
+    check_budget_options,
+    describe_limits,
+    err,
+    limit_values,
+    out,
+    print_table,
+    set_key_budget,
+    when,
+    with_accounts,
+)
+
+keys_app = typer.Typer(help="API keys (Bearer), owned by users.", no_args_is_help=True)
+
+
+@keys_app.command("create")
+def keys_create(
+    email: str,
+    name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "default",
+    budget: Annotated[
+        float | None, typer.Option(help="Give the key a budget of this many USD per period.")
+    ] = None,
+    budget_period: Annotated[
+        str, typer.Option(help="The budget's period: day, month (UTC) or total.")
+    ] = "month",
+    rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
+    rpd: Annotated[int | None, typer.Option(min=1, help="Requests per day.")] = None,
+    tpm: Annotated[int | None, typer.Option(min=1, help="Tokens per minute.")] = None,
+    tpd: Annotated[int | None, typer.Option(min=1, help="Tokens per day.")] = None,
+    burst: Annotated[
+        int | None, typer.Option(min=1, help="Requests at once before throttling.")
+    ] = None,
+    priority: Annotated[
+        str | None, typer.Option(help="Default priority of its requests: high, medium, low.")
+    ] = None,
+    max_priority: Annotated[
+        str | None, typer.Option(help="Highest priority an x-priority header may ask for.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create an API key for a user and print it (it is not shown again). Rate limits not
+    given follow the configured defaults."""
+    if budget is not None:
+        check_budget_options(budget, budget_period)  # before the key exists
+    own = limit_values(
+        rpm=rpm, rpd=rpd, tpm=tpm, tpd=tpd, burst=burst, priority=priority,
+        max_priority=max_priority,
+    )  # fmt: skip
+    new = with_accounts(config, lambda a: a.create_key(email, name, own))
+    err.print(
+        f"Created {new.key.id} ({new.key.name}) for {email}. Store it now, it is not shown again:",
+        soft_wrap=True,
+    )
+    out.print(new.secret, highlight=False)
+    if budget is not None:
+        set_key_budget(config, new.key.id, budget, budget_period)
+
+
+@keys_app.command("list")
+def keys_list(
+    email: Annotated[str | None, typer.Argument()] = None, config: ConfigOption = None
+) -> None:
+    """List API keys, of one user or of everyone."""
+    table = Table("id", "user", "name", "key", "created", "revoked", "rate limits")
+    for key, user in with_accounts(config, lambda a: a.keys(email)):
+        revoked = when(key.revoked_at) if key.revoked_at else ""
+        table.add_row(
+            key.id,
+            user.email,
+            key.name,
+            key.key_hint,
+            when(key.created_at),
+            revoked,
+            describe_limits(key.rate_limits),
+        )
+    print_table(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
+    """Revoke an API key: it stops working at once."""
+    with_accounts(config, lambda a: a.revoke_key(key_id))
+    out.print(f"Revoked {key_id}.", soft_wrap=True)

@@ -1,0 +1,122 @@
+"""Running the service and keeping its database: `serve`, `worker`, `purge` and `db upgrade`.
+
+The web stack and the model runtime are imported inside the commands that need them: seconds
+of imports that the account and database commands do without."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from sqlalchemy.engine import make_url
+
+from aiservice.cli.common import ConfigOption, out, settings_or_exit
+from aiservice.observability.logging import configure_logging
+from aiservice.store.database import Database, database_url
+from aiservice.store.migrate import upgrade_database
+
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port to listen on (default 5000).")
+    ] = None,
+    config: ConfigOption = None,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Run background responses in this process too (default) or leave them to "
+            "`aiservice worker` processes.",
+        ),
+    ] = True,
+) -> None:
+    """Start the HTTP server."""
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = settings_or_exit(config)
+    # Flags are applied after loading: passed to load_settings they were init arguments, which
+    # AISERVICE_* variables override, so `--port 6000` lost to AISERVICE_PORT. Typer has
+    # already checked their types and range.
+    settings = settings.model_copy(update=overrides)
+    configure_logging(settings.log_level)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    import uvicorn
+
+    from aiservice.app import create_app
+
+    uvicorn.run(
+        create_app(settings, worker=worker, freeze_heap=True),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+
+
+def worker_command(config: ConfigOption = None) -> None:
+    """Run background responses from the database until stopped (Ctrl-C or SIGTERM)."""
+    import signal
+
+    from aiservice.services.runtime import ServiceRuntime
+
+    settings = settings_or_exit(config)
+    configure_logging(settings.log_level)
+
+    async def run() -> None:
+        runtime = ServiceRuntime(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await runtime.start(master_key=False, wait_for_models=True, worker=True, freeze_heap=True)
+        try:
+            await stop.wait()
+        finally:
+            await runtime.close()  # hands running jobs back to the queue
+
+    asyncio.run(run())
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Apply pending database migrations (the server also does this at start)."""
+    settings = settings_or_exit(config)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    url = database_url(settings)
+    upgrade_database(url)
+    out.print(f"Database is up to date: {make_url(url).render_as_string(hide_password=True)}")
+
+
+def purge(config: ConfigOption = None) -> None:
+    """Delete expired stored completions and responses now (the server also does this
+    periodically)."""
+    settings = settings_or_exit(config)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    url = database_url(settings)
+    upgrade_database(url)
+    completions, responses = asyncio.run(_purge(url, settings.retention_days))
+    out.print(
+        f"Purged {completions} expired stored completion(s) and {responses} stored response(s)."
+    )
+
+
+async def _purge(url: str, retention_days: int) -> tuple[int, int]:
+    import time
+
+    from aiservice.services.stored_completions import StoredCompletions  # imports openai: slow
+    from aiservice.store.completions import CompletionStore
+    from aiservice.store.responses import ResponseStore
+
+    database = Database(url)
+    try:
+        completions = await StoredCompletions(
+            CompletionStore(database), retention_days
+        ).purge_expired()
+        responses = await ResponseStore(database).purge_expired(int(time.time()))
+        return completions, responses
+    finally:
+        await database.close()
