@@ -19,10 +19,10 @@ import time
 from functools import partial
 from pathlib import Path
 
-from aiservice.governance.pricing import PriceList
 from aiservice.metering.journal import UsageJournal
 from aiservice.metering.ledger import UsageLedger, table_row
 from aiservice.metering.meter import Meter
+from aiservice.metering.pricing import PriceList
 from aiservice.settings import Settings
 
 

@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from aiservice.governance.pricing import PriceList
 from aiservice.metering.journal import UsageJournal, replay_dead_journals
 from aiservice.metering.ledger import UsageLedger
 from aiservice.metering.meter import Meter
+from aiservice.metering.pricing import PriceList
 from aiservice.settings import Settings
 from aiservice.store.database import Database
 from aiservice.store.usage import UsageQuery, UsageStore

@@ -19,9 +19,9 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from aiservice.governance.pricing import PriceList
 from aiservice.metering.journal import UsageJournal, replay_dead_journals
 from aiservice.metering.meter import Meter
+from aiservice.metering.pricing import PriceList
 from aiservice.store.usage import UsageStore
 
 log = logging.getLogger(__name__)

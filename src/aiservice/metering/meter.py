@@ -18,7 +18,7 @@ from typing import Any
 
 from aiservice.errors import AIServiceError, as_service_error
 from aiservice.providers.base import GenerationEvent, PreparedGeneration, TextDelta, Usage
-from aiservice.providers.upstream_chat import estimate_tokens
+from aiservice.tokens import estimate_tokens
 
 _current: ContextVar[Meter | None] = ContextVar("usage_meter", default=None)
 

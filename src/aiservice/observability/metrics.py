@@ -49,7 +49,15 @@ class ServiceMetrics:
         # Prometheus does not read them from this text format. (A process-wide switch.)
         disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
-        registry = self.registry
+        self._add_request_metrics(self.registry)
+        self._add_upstream_metrics(self.registry)
+        self._add_state_gauges(self.registry)
+        # Label children by label values: .labels() validates and locks on every call, and the
+        # middleware asks for the same few children on every request.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _add_request_metrics(self, registry: CollectorRegistry) -> None:
+        """What each request took: its time, tokens, cost, and error if any."""
         self.request_duration = Histogram(
             "aiservice_request_duration_seconds",
             "Time from a request's arrival to the end of its response (a stream's last byte).",
@@ -83,6 +91,9 @@ class ServiceMetrics:
             ["route", "model", "code"],
             registry=registry,
         )
+
+    def _add_upstream_metrics(self, registry: CollectorRegistry) -> None:
+        """How the upstreams answered: each attempt, the retries, each one's circuit."""
         self.upstream_attempts = Counter(
             "aiservice_upstream_attempts",
             "Attempts at an upstream; outcome is ok or why the attempt failed.",
@@ -101,6 +112,9 @@ class ServiceMetrics:
             ["upstream"],
             registry=registry,
         )
+
+    def _add_state_gauges(self, registry: CollectorRegistry) -> None:
+        """What is under way when scraped: requests being answered, jobs waiting."""
         self.in_flight = Gauge(
             "aiservice_in_flight_requests",
             "HTTP requests received and not yet answered in full.",
@@ -111,9 +125,6 @@ class ServiceMetrics:
             "Background responses queued and not yet taken by a worker.",
             registry=registry,
         )
-        # Label children by label values: .labels() validates and locks on every call, and the
-        # middleware asks for the same few children on every request.
-        self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
         key = (id(metric), *values)

@@ -1,8 +1,8 @@
 """What every provider implements: prepare a generation, then stream its events.
 
-A provider is one async method (`prepare_chat`) plus declared capabilities. Preparing does all
-checks that can fail on the request (context length, grammar compilation), so that errors reach
-the client as a status code before any streamed byte; the prepared generation then yields events.
+A provider is one async method (`prepare_chat`). Preparing does all checks that can fail on the
+request (context length, grammar compilation), so that errors reach the client as a status code
+before any streamed byte; the prepared generation then yields events.
 """
 
 from __future__ import annotations
@@ -131,19 +131,8 @@ class PreparedGeneration(ABC):
         """Yield TextDelta/ChoiceFinished per choice, then exactly one Usage last."""
 
 
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    streaming: bool = True
-    tools: bool = True
-    json_schema: bool = True
-    logprobs: bool = True
-    seed: bool = True
-
-
 class ChatProvider(ABC):
     """A source of chat generations for one or more model ids."""
-
-    capabilities: Capabilities = Capabilities()
 
     @property
     @abstractmethod

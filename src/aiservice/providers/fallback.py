@@ -30,7 +30,6 @@ class FallbackProvider(ChatProvider):
     ):
         self._primary = primary
         self._fallbacks = fallbacks  # resolved late: fallbacks may be declared after the model
-        self.capabilities = primary.capabilities
 
     @property
     def ready(self) -> bool:

@@ -23,7 +23,6 @@ from llama_cpp import Llama
 
 from aiservice.errors import ContextLengthExceeded, InvalidRequest, ServiceUnavailable
 from aiservice.providers.base import (
-    Capabilities,
     ChatProvider,
     GenerationEvent,
     GenerationRequest,
@@ -49,8 +48,6 @@ _TEMPLATE_CHARS_PER_MESSAGE = 32  # about what a chat template adds around each 
 
 class LocalProvider(ChatProvider):
     """One GGUF model served from this process."""
-
-    capabilities = Capabilities(streaming=True, tools=True, json_schema=True, logprobs=True)
 
     def __init__(self, config: ModelConfig):
         self.config = config

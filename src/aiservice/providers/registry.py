@@ -15,9 +15,15 @@ from aiservice.providers.breaker import CircuitBreaker
 from aiservice.providers.fallback import FallbackProvider
 from aiservice.providers.local import LocalProvider
 from aiservice.providers.upstream import UpstreamProvider
-from aiservice.settings import Settings
+from aiservice.settings import ModelConfig, Settings
 
 log = logging.getLogger(__name__)
+
+# The provider of each kind a model's `provider` setting names.
+_PROVIDER_OF_KIND: dict[str, Callable[[ModelConfig, Redis | None], ChatProvider]] = {
+    "local": lambda model, _redis: LocalProvider(model),
+    "openai": UpstreamProvider,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +47,10 @@ class ModelRegistry:
         created = int(time.time())
         # Shared by the upstreams' circuit breakers; connects on first use.
         self._redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-        self._providers: dict[str, ChatProvider] = {}
-        for model in settings.models:
-            self._providers[model.name] = (
-                LocalProvider(model)
-                if model.provider == "local"
-                else UpstreamProvider(model, self._redis)
-            )
+        self._providers: dict[str, ChatProvider] = {
+            model.name: _PROVIDER_OF_KIND[model.provider](model, self._redis)
+            for model in settings.models
+        }
         self._served: dict[str, ServedModel] = {}
         for model in settings.models:
             provider = self._providers[model.name]

@@ -34,7 +34,6 @@ from tenacity import (
 from aiservice.errors import InvalidRequest, UpstreamRefused, UpstreamUnavailable
 from aiservice.providers import upstream_chat, upstream_responses
 from aiservice.providers.base import (
-    Capabilities,
     ChatProvider,
     GenerationEvent,
     GenerationRequest,
@@ -45,12 +44,12 @@ from aiservice.providers.upstream_chat import (
     ChatDecoder,
     as_chunk,
     chat_body,
-    estimate_tokens,
     prompt_characters,
 )
 from aiservice.providers.upstream_http import TransportFailure, UpstreamHTTP, UpstreamReply
 from aiservice.providers.upstream_responses import ResponsesDecoder, responses_body
 from aiservice.settings import ModelConfig
+from aiservice.tokens import estimate_tokens
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +75,6 @@ class Attempt:
 
 class UpstreamProvider(ChatProvider):
     """One configured upstream model."""
-
-    capabilities = Capabilities(streaming=True, tools=True, json_schema=True, logprobs=True)
 
     def __init__(self, config: ModelConfig, redis: Redis | None = None):
         self.config = config

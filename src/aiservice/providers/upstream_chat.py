@@ -3,7 +3,6 @@ sends, and the decoding of the streamed chunks it gets back."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,14 +18,9 @@ from aiservice.providers.base import (
     Usage,
 )
 from aiservice.settings import ModelConfig
+from aiservice.tokens import estimate_tokens
 
 PATH = "/chat/completions"
-
-
-def estimate_tokens(characters: int) -> int:
-    """About four characters a token, as OpenAI's guide says: for an upstream that reports
-    no usage, and for prompts before the upstream has counted them."""
-    return math.ceil(characters / 4)
 
 
 def prompt_characters(request: GenerationRequest) -> int:

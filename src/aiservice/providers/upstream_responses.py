@@ -18,8 +18,9 @@ from aiservice.providers.base import (
     ToolCall,
     Usage,
 )
-from aiservice.providers.upstream_chat import estimate_tokens, prompt_characters
+from aiservice.providers.upstream_chat import prompt_characters
 from aiservice.settings import ModelConfig
+from aiservice.tokens import estimate_tokens
 
 PATH = "/responses"
 

@@ -25,6 +25,7 @@ from aiservice.services.event_hub import EventHub
 from aiservice.services.response_body import ResponseState
 from aiservice.services.response_run import FINAL_EVENT_TYPES, Event, ResponseRun, final_state
 from aiservice.services.responses import ResponseService
+from aiservice.store.response_status import ResponseStatus
 from aiservice.store.responses import Outcome, ResponseStore
 from aiservice.store.tables import StoredResponse
 
@@ -139,15 +140,15 @@ class BackgroundWorker:
             outcome = await self._outcome(row, meter)
         if outcome is None:
             # Cancelled or taken over: whoever did that wrote the end.
-            if await self._store.status(row.id) == "cancelled":
+            if await self._store.status(row.id) == ResponseStatus.CANCELLED:
                 log.info(
                     "background job finished",
-                    extra={"response_id": row.id, "status": "cancelled"},
+                    extra={"response_id": row.id, "status": ResponseStatus.CANCELLED},
                 )
                 meter.interrupted = True
                 return CLIENT_CLOSED_REQUEST
             return None
-        if outcome.status != "failed":
+        if outcome.status != ResponseStatus.FAILED:
             status_code = 200
         else:
             status_code = meter.error.status_code if meter.error is not None else 500
@@ -170,7 +171,7 @@ class BackgroundWorker:
     async def _outcome(self, row: StoredResponse, meter: Meter) -> Outcome | None:
         try:
             prepared = await self._responses.prepare_job(row)
-            prepared.state.status = "in_progress"
+            prepared.state.status = ResponseStatus.IN_PROGRESS
             await self._store.mark_started(row.id, self.worker_id, prepared.state.body())
             if prepared.request.stream:
                 first = await self._store.last_event_number(row.id) + 1
@@ -195,9 +196,8 @@ class BackgroundWorker:
             if error.status_code >= 500:
                 log.error("background job failed", extra={"error_type": type(exc).__name__})
             code = "server_error" if error.status_code >= 500 else "invalid_prompt"
-            return Outcome(
-                "failed", ResponseService.failed_body(row, error.message, code), row.model, 0, 0
-            )
+            body = ResponseService.failed_body(row, error.message, code)
+            return Outcome(ResponseStatus.FAILED, body, row.model, 0, 0)
 
     async def _watch(self, response_id: str, work: asyncio.Future) -> bool:
         """Wait for `work`, checking that the job is still ours and renewing its lease; True
@@ -274,7 +274,7 @@ def _out_of_attempts(row: StoredResponse) -> Outcome:
         f"The response was interrupted before it could complete (started {started} "
         f"time{'s' if started != 1 else ''}); it is not tried again.",
     )
-    return Outcome("failed", body, row.model, 0, 0)
+    return Outcome(ResponseStatus.FAILED, body, row.model, 0, 0)
 
 
 async def _unrecorded(run: ResponseRun) -> tuple[ResponseState, list[Event]]:

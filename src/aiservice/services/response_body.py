@@ -12,6 +12,7 @@ from typing import Any
 from aiservice.providers.base import Usage
 from aiservice.services.response_items import Item
 from aiservice.services.response_request import ResponseRequest
+from aiservice.store.response_status import ResponseStatus
 
 Body = dict[str, Any]
 
@@ -24,7 +25,7 @@ class ResponseState:
     created_at: int
     request: ResponseRequest
     model: str
-    status: str = "in_progress"
+    status: ResponseStatus = ResponseStatus.IN_PROGRESS
     output: list[Item] = field(default_factory=list)
     usage: Usage | None = None
     error: dict[str, str] | None = None

@@ -15,6 +15,7 @@ from aiservice.errors import as_service_error
 from aiservice.providers.base import ChoiceFinished, PreparedGeneration, TextDelta, Usage
 from aiservice.services.response_body import ResponseState
 from aiservice.services.response_items import function_call_output_item, message_output
+from aiservice.store.response_status import ResponseStatus
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +23,9 @@ Event = dict[str, Any]
 
 # How each final status is announced at the end of a stream.
 _FINAL_EVENT = {
-    "completed": "response.completed",
-    "incomplete": "response.incomplete",
-    "failed": "response.failed",
+    ResponseStatus.COMPLETED: "response.completed",
+    ResponseStatus.INCOMPLETE: "response.incomplete",
+    ResponseStatus.FAILED: "response.failed",
 }
 # The events that end a stream: whoever stores or follows one stops at these.
 FINAL_EVENT_TYPES = frozenset(_FINAL_EVENT.values())
@@ -54,7 +55,7 @@ class ResponseRun:
         ]
 
     def started(self) -> list[Event]:
-        self.state.status = "in_progress"
+        self.state.status = ResponseStatus.IN_PROGRESS
         return [self._event("response.in_progress", response=self.state.body())]
 
     async def events(self) -> AsyncIterator[Event]:
@@ -85,20 +86,20 @@ class ResponseRun:
             error = as_service_error(exc)
             if error.status_code >= 500:
                 log.error("response generation failed", extra={"error_type": type(exc).__name__})
-            state.status = "failed"
+            state.status = ResponseStatus.FAILED
             state.error = {
                 "code": "server_error" if error.status_code >= 500 else "invalid_prompt",
                 "message": error.message,
             }
-            yield self._event(_FINAL_EVENT["failed"], response=state.body())
+            yield self._event(_FINAL_EVENT[ResponseStatus.FAILED], response=state.body())
             return
         state.usage = usage
         state.completed_at = int(time.time())
         if finish == "length":
-            state.status = "incomplete"
+            state.status = ResponseStatus.INCOMPLETE
             state.incomplete_reason = "max_output_tokens"
         else:
-            state.status = "completed"
+            state.status = ResponseStatus.COMPLETED
         yield self._event(_FINAL_EVENT[state.status], response=state.body())
 
     def _text(self, text: str) -> list[Event]:

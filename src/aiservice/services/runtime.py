@@ -22,9 +22,9 @@ from aiservice.governance.admission import RequestAdmission
 from aiservice.governance.budgets import Budgets, build_budgets
 from aiservice.governance.login_throttle import LoginThrottle
 from aiservice.governance.master_key import MasterKey, bootstrap_master_key
-from aiservice.governance.pricing import PriceList
 from aiservice.governance.rate_limits import RateLimiter
 from aiservice.metering.ledger import UsageLedger
+from aiservice.metering.pricing import PriceList
 from aiservice.observability.metrics import ServiceMetrics
 from aiservice.observability.tracing import RequestTracing, tracing_from_environment
 from aiservice.providers.registry import ModelRegistry

@@ -21,13 +21,9 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from aiservice.store.conversations import Turn, append_turn
 from aiservice.store.database import Database
+from aiservice.store.response_status import UNFINISHED, ResponseStatus
 from aiservice.store.tables import ResponseEvent, StoredResponse
 from aiservice.store.usage import insert_records
-
-QUEUED = "queued"
-IN_PROGRESS = "in_progress"
-CANCELLED = "cancelled"
-UNFINISHED = (QUEUED, IN_PROGRESS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +31,7 @@ class NewResponse:
     id: str
     owner: str
     model: str
-    status: str
+    status: ResponseStatus
     background: bool
     created_at: int
     expires_at: int | None
@@ -54,7 +50,7 @@ class NewResponse:
 class Outcome:
     """The end of a job as its worker writes it."""
 
-    status: str
+    status: ResponseStatus
     response: dict[str, Any]
     model: str
     input_tokens: int
@@ -135,7 +131,7 @@ class ResponseStore:
             await _insert_events(session, new.id, events)
             if turn is not None:
                 await append_turn(session, turn)
-            if new.status == QUEUED:
+            if new.status == ResponseStatus.QUEUED:
                 await self._notify(session, JOBS_CHANNEL, "")  # delivered at commit
 
     async def get(self, owner: str, response_id: str, now: int) -> StoredResponse | None:
@@ -188,7 +184,12 @@ class ResponseStore:
                     StoredResponse.id == response_id,
                     StoredResponse.status.in_(UNFINISHED),
                 )
-                .values(status=CANCELLED, response=response, worker_id=None, lease_expires_at=None)
+                .values(
+                    status=ResponseStatus.CANCELLED,
+                    response=response,
+                    worker_id=None,
+                    lease_expires_at=None,
+                )
             )
             if result.rowcount == 0:
                 return False
@@ -203,8 +204,11 @@ class ResponseStore:
         """Take the oldest runnable job — queued, or in progress under an expired lease — for
         `worker_id`, counting the attempt."""
         runnable = or_(
-            StoredResponse.status == QUEUED,
-            and_(StoredResponse.status == IN_PROGRESS, StoredResponse.lease_expires_at < now),
+            StoredResponse.status == ResponseStatus.QUEUED,
+            and_(
+                StoredResponse.status == ResponseStatus.IN_PROGRESS,
+                StoredResponse.lease_expires_at < now,
+            ),
         )
         oldest = (
             select(StoredResponse.seq)
@@ -219,7 +223,7 @@ class ResponseStore:
                 update(StoredResponse)
                 .where(StoredResponse.seq == oldest, runnable)
                 .values(
-                    status=IN_PROGRESS,
+                    status=ResponseStatus.IN_PROGRESS,
                     worker_id=worker_id,
                     lease_expires_at=now + lease_s,
                     attempts=StoredResponse.attempts + 1,
@@ -295,7 +299,7 @@ class ResponseStore:
             count = await session.scalar(
                 select(func.count())
                 .select_from(StoredResponse)
-                .where(StoredResponse.status == QUEUED)
+                .where(StoredResponse.status == ResponseStatus.QUEUED)
             )
             return int(count or 0)
 
@@ -342,7 +346,7 @@ class ResponseStore:
             result = await session.execute(
                 update(StoredResponse)
                 .where(*_held(response_id, worker_id))
-                .values(status=QUEUED, worker_id=None, lease_expires_at=None)
+                .values(status=ResponseStatus.QUEUED, worker_id=None, lease_expires_at=None)
             )
             return result.rowcount > 0
 
@@ -380,6 +384,6 @@ def _visible(owner: str, now: int) -> tuple:
 def _held(response_id: str, worker_id: str) -> tuple:
     return (
         StoredResponse.id == response_id,
-        StoredResponse.status == IN_PROGRESS,
+        StoredResponse.status == ResponseStatus.IN_PROGRESS,
         StoredResponse.worker_id == worker_id,
     )
