@@ -51,6 +51,7 @@ import asyncpg
 from rich.console import Console
 from rich.table import Table
 
+from aiservice.services.queries import CompletionFilter
 from aiservice.store.completions import CompletionStore, NewCompletion
 from aiservice.store.database import Database
 from aiservice.store.migrate import upgrade_database
@@ -312,7 +313,9 @@ def build_cases(store: CompletionStore, sample: Sample) -> list[Case]:
                 resolved["metadata"] = {
                     k: v(rng) if callable(v) else v for k, v in resolved["metadata"].items()
                 }
-            page = await store.list(owner, int(time.time()), limit=PAGE, **resolved)
+            page = await store.list(
+                owner, int(time.time()), CompletionFilter(limit=PAGE, **resolved)
+            )
             return len(page.rows)
 
         return run

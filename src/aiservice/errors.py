@@ -1,8 +1,17 @@
-"""The exception hierarchy and the one translator into OpenAI's error envelope."""
+"""The exception hierarchy and the translators into it: whatever goes wrong (a service's
+refusal, a body that does not validate, an HTTP-level refusal, a fault of ours) becomes one
+`AIServiceError`, and `AIServiceError.envelope()` is OpenAI's error envelope. The HTTP routes
+and the Python facade both translate here; `services.seed_format.error_result` is the other
+shape, the e-mail manager's `{"success": false}`."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+_FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Pydantic names the branch of a union it tried in the error location; those are not fields.
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
 
 
 class AIServiceError(Exception):
@@ -124,6 +133,83 @@ class InternalError(AIServiceError):
         super().__init__("The server had an error while processing your request.")
 
 
+class UnknownParameter(ValueError):
+    """Raised inside validation for a request argument we do not know."""
+
+    def __init__(self, name: str):
+        super().__init__(f"Unrecognized request argument supplied: {name}")
+        self.param = name
+
+
+class ParameterConflict(ValueError):
+    """Raised inside validation for arguments that cannot go together, naming the culprit."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(message)
+        self.param = param
+
+
 def as_service_error(exc: BaseException) -> AIServiceError:
     """Map any exception to the error the client sees; unknown ones become a bare 500."""
     return exc if isinstance(exc, AIServiceError) else InternalError()
+
+
+def array_too_long(param: str, max_length: int, length: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"Invalid '{param}': array too long. Expected an array with maximum length "
+        f"{max_length}, but got an array with length {length} instead.",
+        param=param,
+        code="array_above_max_length",
+    )
+
+
+def http_error(status_code: int, detail: str, method: str, path: str) -> AIServiceError:
+    """A refusal raised by the web framework itself (no route, wrong method, body too big)."""
+    if status_code == 404:
+        return NotFound(f"Unknown request URL: {method} {path}")
+    if status_code == 405:
+        return MethodNotAllowed(f"Method {method} is not allowed on {path}.")
+    if status_code == 413:
+        return RequestTooLarge(detail)
+    error = InvalidRequest(detail)
+    error.status_code = status_code
+    return error
+
+
+def validation_error(errors: Any) -> InvalidRequest:
+    """The first validation problem (pydantic's `errors()`) as a 400, with `param` pointing
+    at the offending field."""
+    first = next(iter(errors), None)
+    if first is None:
+        return InvalidRequest("Invalid request.")
+    too_long = next((e for e in errors if e.get("type") == "too_long"), None)
+    if too_long is not None:  # before a union's other branches' complaints about the type
+        limits = too_long.get("ctx") or {}
+        param = _param(too_long.get("loc", ())) or "body"
+        return array_too_long(param, limits.get("max_length"), limits.get("actual_length"))
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, UnknownParameter | ParameterConflict):
+        return InvalidRequest(str(cause), param=cause.param)
+    if first.get("type") == "json_invalid":
+        return InvalidRequest(
+            "We could not parse the JSON body of your request. The body must be valid JSON.",
+        )
+    param = _param(first.get("loc", ()))
+    if first.get("type") == "missing" and param is None:
+        return InvalidRequest("The request needs a JSON body.")
+    message = str(first.get("msg", "Invalid value")).removeprefix("Value error, ")
+    if param is None:
+        return InvalidRequest(message)
+    if first.get("type") == "missing":
+        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
+    return InvalidRequest(f"Invalid value for '{param}': {message}", param=param)
+
+
+def _param(location: tuple[Any, ...]) -> str | None:
+    path = ""
+    for part in location[1:] if location[:1] == ("body",) else location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _FIELD_NAME.match(part) and part not in _TYPE_TAGS:
+            path += f".{part}" if path else part
+    return path or None

@@ -21,7 +21,9 @@ from support import MASTER_KEY, RunningServer
 
 MODEL = "smollm2-135m-instruct"
 HI = {"role": "user", "content": "hi"}
-HEALTH_P99_LIMIT_S = 0.1
+# A stall is a second or more (validating 100k entries holds the GIL ~1 s); 0.25 s leaves room
+# for a loaded 2-core CI machine without letting a stall through.
+HEALTH_P99_LIMIT_S = 0.25
 
 
 class HealthPoller:

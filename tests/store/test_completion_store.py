@@ -28,6 +28,7 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import Connection
 
 from aiservice.errors import NotFound
+from aiservice.services.queries import CompletionFilter, MetadataUpdate, Page
 from aiservice.services.stored_completions import StoredCompletions
 from aiservice.store.completions import CompletionStore, NewCompletion, UnknownCursor
 from aiservice.store.database import SQLITE_FILE_NAME, Database
@@ -121,9 +122,8 @@ async def ids(store: CompletionStore, owner: str, at: int | None = None, **kw: A
     found: list[str] = []
     after: str | None = None
     while True:
-        page = await store.list(
-            owner, now() if at is None else at, limit=50, order="asc", after=after, **kw
-        )
+        query = CompletionFilter(limit=50, order="asc", after=after, **kw)
+        page = await store.list(owner, now() if at is None else at, query)
         found += [row.id for row in page.rows]
         if not page.has_more:
             return found
@@ -159,7 +159,9 @@ async def test_an_owner_never_sees_or_touches_another_owners_completions(store_u
             assert await store.replace_metadata(bob, completion.id, {"team": "blue"}, t) is None
             assert await store.delete(bob, completion.id, t) is False
             with pytest.raises(UnknownCursor):
-                await store.list(bob, t, limit=10, order="asc", after=completion.id)
+                await store.list(
+                    bob, t, CompletionFilter(limit=10, order="asc", after=completion.id)
+                )
         assert await ids(store, bob) == [bobs.id]
         assert await ids(store, bob, metadata={"team": "red"}) == []
         assert await ids(store, bob, metadata={"team": "red", "n": "0"}) == []
@@ -170,15 +172,13 @@ async def test_an_owner_never_sees_or_touches_another_owners_completions(store_u
         service = StoredCompletions(store, retention_days=30)
         for call in (
             lambda: service.retrieve(bob, alices[0].id),
-            lambda: service.update(bob, alices[0].id, {"x": "y"}),
+            lambda: service.update(bob, alices[0].id, MetadataUpdate(metadata={"x": "y"})),
             lambda: service.delete(bob, alices[0].id),
-            lambda: service.messages(bob, alices[0].id, limit=20, order="asc", after=None),
+            lambda: service.messages(bob, alices[0].id, Page(limit=20, order="asc", after=None)),
         ):
             with pytest.raises(NotFound):
                 await call()
-        listed = await service.list(
-            bob, limit=20, order="asc", after=None, model=None, metadata={"team": "red"}
-        )
+        listed = await service.list(bob, CompletionFilter(metadata={"team": "red"}))
         assert listed["data"] == []
 
         # Alice's completions are all there, untouched, and hers alone.
@@ -188,7 +188,7 @@ async def test_an_owner_never_sees_or_touches_another_owners_completions(store_u
         for completion in alices:
             row = await store.get(alice, completion.id, t)
             assert row is not None and row.metadata_ == completion.metadata
-        messages = await service.messages(alice, alices[0].id, limit=20, order="asc", after=None)
+        messages = await service.messages(alice, alices[0].id, Page())
         assert [m["content"] for m in messages["data"]] == ["Hi"]
         # Bob's own writes work on his completion only.
         assert await store.replace_metadata(bob, bobs.id, {"team": "green"}, t) is not None

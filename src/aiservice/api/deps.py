@@ -7,13 +7,12 @@ import base64
 import json
 import re
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Request
+from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
-from aiservice.api.error_handlers import validation_error
-from aiservice.errors import AuthenticationFailed
+from aiservice.errors import AuthenticationFailed, validation_error
 from aiservice.governance.accounts import MASTER, Principal
 from aiservice.governance.admission import PRIORITY_HEADER
 from aiservice.metering.meter import current_meter
@@ -60,6 +59,11 @@ async def authenticate(request: Request) -> Principal:
     if meter is not None:
         meter.owner, meter.key_id = principal.owner, principal.key_id
     return principal
+
+
+# Handler parameters: the authenticated caller, and the stored completions service.
+Caller = Annotated[Principal, Depends(authenticate)]
+StoredService = Annotated[StoredCompletions, Depends(stored_completions)]
 
 
 async def model_request(request: Request, shape: type[ModelBody]) -> tuple[Principal, ModelBody]:

@@ -1,10 +1,10 @@
 """Every error leaves the API in OpenAI's envelope — or, under `/api/ai`, the e-mail manager's
-`{"success": false, "error": …}` — and these handlers are the only translators."""
+`{"success": false, "error": …}`. What the error is comes from `aiservice.errors` (the
+translators the facade uses too); these handlers only pick the shape by path and answer."""
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,24 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aiservice.errors import (
-    AIServiceError,
-    InvalidRequest,
-    MethodNotAllowed,
-    NotFound,
-    RequestTooLarge,
-)
+from aiservice.errors import AIServiceError, http_error, validation_error
 from aiservice.metering.meter import current_meter
-from aiservice.services.chat_request import ParameterConflict, UnknownParameter
-from aiservice.services.request_limits import array_too_long
 from aiservice.services.seed_format import error_result
 
 log = logging.getLogger(__name__)
-
-_FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
-# Pydantic names the branch of a union it tried in the error location; those are not fields.
-_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
-
 
 SEED_PREFIX = "/api/ai"  # the e-mail manager's routes (seed 000): errors in its own shape
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="aiservice"'}
@@ -82,17 +69,7 @@ async def _on_validation_error(request: Request, exc: RequestValidationError) ->
 
 
 async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    if exc.status_code == 404:
-        error: AIServiceError = NotFound(
-            f"Unknown request URL: {request.method} {request.url.path}"
-        )
-    elif exc.status_code == 405:
-        error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
-    elif exc.status_code == 413:
-        error = RequestTooLarge(str(exc.detail))
-    else:
-        error = InvalidRequest(str(exc.detail))
-        error.status_code = exc.status_code
+    error = http_error(exc.status_code, str(exc.detail), request.method, request.url.path)
     return error_response(error, request.url.path)
 
 
@@ -102,48 +79,3 @@ _HANDLERS: dict[type[Exception], ErrorHandler] = {
     RequestValidationError: _on_validation_error,
     StarletteHTTPException: _on_http_error,
 }
-
-
-def validation_error(errors: Any) -> InvalidRequest:
-    """The first validation problem as a 400, with `param` pointing at the offending field."""
-    first = next(iter(errors), None)
-    if first is None:
-        return InvalidRequest("Invalid request.")
-    too_long = next((e for e in errors if e.get("type") == "too_long"), None)
-    if too_long is not None:  # before a union's other branches' complaints about the type
-        return _array_too_long(too_long)
-    cause = (first.get("ctx") or {}).get("error")
-    if isinstance(cause, UnknownParameter | ParameterConflict):
-        return InvalidRequest(str(cause), param=cause.param)
-    if first.get("type") == "json_invalid":
-        return InvalidRequest(
-            "We could not parse the JSON body of your request. The body must be valid JSON.",
-        )
-    param = _param(first.get("loc", ()))
-    if first.get("type") == "missing" and param is None:
-        return InvalidRequest("The request needs a JSON body.")
-    message = str(first.get("msg", "Invalid value")).removeprefix("Value error, ")
-    if param is None:
-        return InvalidRequest(message)
-    if first.get("type") == "missing":
-        return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
-    return InvalidRequest(f"Invalid value for '{param}': {message}", param=param)
-
-
-def _array_too_long(error: Any) -> InvalidRequest:
-    limits = error.get("ctx") or {}
-    return array_too_long(
-        _param(error.get("loc", ())) or "body",
-        limits.get("max_length"),
-        limits.get("actual_length"),
-    )
-
-
-def _param(location: tuple[Any, ...]) -> str | None:
-    path = ""
-    for part in location[1:] if location[:1] == ("body",) else location:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif _FIELD_NAME.match(part) and part not in _TYPE_TAGS:
-            path += f".{part}" if path else part
-    return path or None

@@ -1,7 +1,8 @@
 """The e-mail manager's REST routes (seed 000) under `/api/ai/chat/completions`.
 
-Thin handlers over the same services as the OpenAI routes; the bodies are the seed's Python
-dictionaries (services.seed_format). Basic auth (e-mail and password) as in the seed's curl
+The same service calls, with the same typed requests, as the OpenAI routes; these handlers
+only translate shapes at the edge: the seed's query names in, its Python dictionaries
+(services.seed_format) out. Basic auth (e-mail and password) as in the seed's curl
 examples, Bearer keys too. Every failure is `{"success": false, "error": "…"}` with its status:
 error_handlers speaks that shape for any path under `/api/ai`.
 """
@@ -12,29 +13,13 @@ import logging
 import re
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
-from sse_starlette import EventSourceResponse
+from fastapi import APIRouter, Request, Response
 
-from aiservice.api.deps import (
-    Principal,
-    app_services,
-    authenticate,
-    json_body,
-    model_request,
-    parse_query,
-    stored_completions,
-)
+from aiservice.api.chat_completions import answer_chat_completion
+from aiservice.api.deps import Caller, StoredService, json_body, parse_query
 from aiservice.api.error_handlers import SEED_PREFIX
-from aiservice.api.streaming import CLIENT_CLOSED_REQUEST, sse, unless_client_leaves
 from aiservice.services import seed_format
-from aiservice.services.chat_request import ChatCompletionRequest
-from aiservice.services.stored_completions import (
-    CompletionFilter,
-    MetadataUpdate,
-    Page,
-    StoredCompletions,
-)
+from aiservice.services.queries import CompletionFilter, MetadataUpdate, Page
 
 log = logging.getLogger(__name__)
 
@@ -56,76 +41,45 @@ def _query(request: Request, shape: type[Page]) -> Any:
 # Only the request as parameter: hot_routes calls this very function before FastAPI's router.
 @router.post("", response_model=None)
 async def create_chat_completion(request: Request) -> Response:
-    principal, body = await model_request(request, ChatCompletionRequest)
-    service = app_services(request).chat_completions
-    chat = await service.prepare(body, principal.owner)
-    if body.stream:  # the same SSE chunks as /v1; an error mid-stream in the seed's shape
-        stream = sse(service.stream(chat), seed_format.error_result)
-        return EventSourceResponse(stream, sep="\n", ping=15)
-    completion = await unless_client_leaves(request, service.complete(chat))
-    if completion is None:
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
-    result = seed_format.completion_result(completion.model_dump(mode="json", exclude_unset=True))
-    return JSONResponse(result)
+    # The same SSE chunks as /v1; an error (mid-stream too) in the seed's shape.
+    return await answer_chat_completion(
+        request, seed_format.completion_result, seed_format.error_result
+    )
 
 
 @router.get("")
 async def list_chat_completions(
-    request: Request,
-    principal: Principal = Depends(authenticate),
-    stored: StoredCompletions = Depends(stored_completions),
+    request: Request, caller: Caller, stored: StoredService
 ) -> dict[str, Any]:
-    query: CompletionFilter = _query(request, CompletionFilter)
-    page = await stored.list(
-        principal.owner,
-        limit=query.limit,
-        order=query.order,
-        after=query.after,
-        model=query.model,
-        metadata=query.metadata,
-    )
-    return seed_format.list_result(page)
+    query = _query(request, CompletionFilter)
+    return seed_format.list_result(await stored.list(caller.owner, query))
 
 
 @router.get("/{completion_id}")
 async def get_chat_completion(
-    completion_id: str,
-    principal: Principal = Depends(authenticate),
-    stored: StoredCompletions = Depends(stored_completions),
+    completion_id: str, caller: Caller, stored: StoredService
 ) -> dict[str, Any]:
-    return seed_format.stored_result(await stored.retrieve(principal.owner, completion_id))
+    return seed_format.stored_result(await stored.retrieve(caller.owner, completion_id))
 
 
 @router.post("/{completion_id}")
 async def update_chat_completion(
-    completion_id: str,
-    request: Request,
-    principal: Principal = Depends(authenticate),
-    stored: StoredCompletions = Depends(stored_completions),
+    completion_id: str, request: Request, caller: Caller, stored: StoredService
 ) -> dict[str, Any]:
     body = await json_body(request, MetadataUpdate)
-    updated = await stored.update(principal.owner, completion_id, body.metadata or {})
-    return seed_format.stored_result(updated)
+    return seed_format.stored_result(await stored.update(caller.owner, completion_id, body))
 
 
 @router.delete("/{completion_id}")
 async def delete_chat_completion(
-    completion_id: str,
-    principal: Principal = Depends(authenticate),
-    stored: StoredCompletions = Depends(stored_completions),
+    completion_id: str, caller: Caller, stored: StoredService
 ) -> dict[str, Any]:
-    return seed_format.deleted_result(await stored.delete(principal.owner, completion_id))
+    return seed_format.deleted_result(await stored.delete(caller.owner, completion_id))
 
 
 @router.get("/{completion_id}/messages")
 async def get_chat_messages(
-    completion_id: str,
-    request: Request,
-    principal: Principal = Depends(authenticate),
-    stored: StoredCompletions = Depends(stored_completions),
+    completion_id: str, request: Request, caller: Caller, stored: StoredService
 ) -> dict[str, Any]:
-    page: Page = _query(request, Page)
-    messages = await stored.messages(
-        principal.owner, completion_id, limit=page.limit, order=page.order, after=page.after
-    )
-    return seed_format.messages_result(messages)
+    page = _query(request, Page)
+    return seed_format.messages_result(await stored.messages(caller.owner, completion_id, page))

@@ -4,73 +4,46 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from aiservice.api.deps import Principal, authenticate, json_body, query_as, stored_completions
-from aiservice.services.stored_completions import (
-    CompletionFilter,
-    MetadataUpdate,
-    Page,
-    StoredCompletions,
-)
+from aiservice.api.deps import Caller, StoredService, json_body, query_as
+from aiservice.services.queries import CompletionFilter, MetadataUpdate, Page
 
 router = APIRouter(prefix="/v1/chat/completions", tags=["chat"])
 
 
 @router.get("")
 async def list_stored_completions(
-    request: Request,
-    principal: Principal = Depends(authenticate),
-    stored: StoredCompletions = Depends(stored_completions),
+    request: Request, caller: Caller, stored: StoredService
 ) -> dict[str, Any]:
-    query: CompletionFilter = query_as(request, CompletionFilter)
-    return await stored.list(
-        principal.owner,
-        limit=query.limit,
-        order=query.order,
-        after=query.after,
-        model=query.model,
-        metadata=query.metadata,
-    )
+    return await stored.list(caller.owner, query_as(request, CompletionFilter))
 
 
 @router.get("/{completion_id}")
 async def retrieve_stored_completion(
-    completion_id: str,
-    principal: Principal = Depends(authenticate),
-    stored: StoredCompletions = Depends(stored_completions),
+    completion_id: str, caller: Caller, stored: StoredService
 ) -> dict[str, Any]:
-    return await stored.retrieve(principal.owner, completion_id)
+    return await stored.retrieve(caller.owner, completion_id)
 
 
 @router.post("/{completion_id}")
 async def update_stored_completion(
-    completion_id: str,
-    request: Request,
-    principal: Principal = Depends(authenticate),
-    stored: StoredCompletions = Depends(stored_completions),
+    completion_id: str, request: Request, caller: Caller, stored: StoredService
 ) -> dict[str, Any]:
-    body = await json_body(request, MetadataUpdate)
-    return await stored.update(principal.owner, completion_id, body.metadata or {})
+    return await stored.update(
+        caller.owner, completion_id, await json_body(request, MetadataUpdate)
+    )
 
 
 @router.delete("/{completion_id}")
 async def delete_stored_completion(
-    completion_id: str,
-    principal: Principal = Depends(authenticate),
-    stored: StoredCompletions = Depends(stored_completions),
+    completion_id: str, caller: Caller, stored: StoredService
 ) -> dict[str, Any]:
-    return await stored.delete(principal.owner, completion_id)
+    return await stored.delete(caller.owner, completion_id)
 
 
 @router.get("/{completion_id}/messages")
 async def list_stored_messages(
-    completion_id: str,
-    request: Request,
-    principal: Principal = Depends(authenticate),
-    stored: StoredCompletions = Depends(stored_completions),
+    completion_id: str, request: Request, caller: Caller, stored: StoredService
 ) -> dict[str, Any]:
-    page: Page = query_as(request, Page)
-    return await stored.messages(
-        principal.owner, completion_id, limit=page.limit, order=page.order, after=page.after
-    )
+    return await stored.messages(caller.owner, completion_id, query_as(request, Page))

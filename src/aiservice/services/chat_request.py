@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from openai.types.chat.completion_create_params import CompletionCreateParamsBase
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aiservice.errors import ParameterConflict, UnknownParameter
 from aiservice.providers.base import (
     FunctionTool,
     GenerationRequest,
@@ -244,18 +245,6 @@ class ChatCompletionRequest(_Lenient):
             parallel_tool_calls=self.parallel_tool_calls is not False,
             stream=bool(self.stream),
         )
-
-
-class UnknownParameter(ValueError):
-    def __init__(self, name: str):
-        super().__init__(f"Unrecognized request argument supplied: {name}")
-        self.param = name
-
-
-class ParameterConflict(ValueError):
-    def __init__(self, param: str, message: str):
-        super().__init__(message)
-        self.param = param
 
 
 def _prompt_message(message: ChatMessage) -> PromptMessage:

@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aiservice.errors import InvalidRequest, NotFound
 from aiservice.services.metadata import Metadata
+from aiservice.services.queries import Page
 from aiservice.services.response_items import Item, new_id, stored_input_items
 from aiservice.services.response_request import InputItem
-from aiservice.services.stored_completions import Page
 from aiservice.store.conversations import ConversationStore, DuplicateItem, UnknownCursor
 from aiservice.store.tables import Conversation
 

@@ -13,22 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiservice.errors import InvalidRequest
+from aiservice.errors import InvalidRequest, array_too_long
 
 MAX_MESSAGES = 10_000  # chat completions: `messages`
 MAX_INPUT_ITEMS = 10_000  # responses: `input` as a list of items
 MAX_CONTENT_PARTS = 1_000  # one message's or item's `content` (and a tool output's parts)
 MAX_ARRAY_LENGTH = 10_000  # any other array in a body
 MAX_ARRAY_ENTRIES = 50_000  # all arrays in a body together
-
-
-def array_too_long(param: str, max_length: int, length: int) -> InvalidRequest:
-    return InvalidRequest(
-        f"Invalid '{param}': array too long. Expected an array with maximum length "
-        f"{max_length}, but got an array with length {length} instead.",
-        param=param,
-        code="array_above_max_length",
-    )
 
 
 def check_array_sizes(document: Any) -> None:

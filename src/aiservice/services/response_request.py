@@ -9,7 +9,7 @@ from openai.types.responses.input_token_count_params import InputTokenCountParam
 from openai.types.responses.response_create_params import ResponseCreateParamsBase
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from aiservice.services.chat_request import ParameterConflict, UnknownParameter
+from aiservice.errors import ParameterConflict, UnknownParameter
 from aiservice.services.metadata import Metadata
 from aiservice.services.request_limits import MAX_CONTENT_PARTS, MAX_INPUT_ITEMS
 

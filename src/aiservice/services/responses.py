@@ -22,6 +22,7 @@ from aiservice.providers.base import (
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.conversations import ConversationService
 from aiservice.services.event_hub import EventHub
+from aiservice.services.queries import Page
 from aiservice.services.response_body import Body, ResponseState
 from aiservice.services.response_items import Item, new_id, prompt_messages, stored_input_items
 from aiservice.services.response_request import (
@@ -30,13 +31,13 @@ from aiservice.services.response_request import (
     _ResponseInput,
 )
 from aiservice.services.response_run import FINAL_EVENT_TYPES, Event, ResponseRun, final_state
-from aiservice.services.stored_completions import Page
 from aiservice.store.conversations import ConversationStore, Turn
-from aiservice.store.responses import QUEUED, UNFINISHED, NewResponse, Outcome, ResponseStore
+from aiservice.store.response_status import UNFINISHED, ResponseStatus
+from aiservice.store.responses import NewResponse, Outcome, ResponseStore
 from aiservice.store.tables import StoredResponse
 
 # A chain may only continue from a response that has ended with output.
-_CONTINUABLE = ("completed", "incomplete")
+_CONTINUABLE = (ResponseStatus.COMPLETED, ResponseStatus.INCOMPLETE)
 
 
 class ItemPage(Page):
@@ -117,7 +118,7 @@ class ResponseService:
         # now, with a status code, rather than later as a failed job.
         generation = await self._generation(request, owner, input_items)
         state = ResponseState(new_id("resp"), int(time.time()), request, generation.model)
-        state.status = QUEUED
+        state.status = ResponseStatus.QUEUED
         body = state.body()
         # A streamed background response records its events from the first: `created`.
         first_events = (
@@ -130,7 +131,7 @@ class ResponseService:
                 id=state.id,
                 owner=owner,
                 model=state.model,
-                status=QUEUED,
+                status=ResponseStatus.QUEUED,
                 background=True,
                 created_at=state.created_at,
                 expires_at=self._expiry(state.created_at),
@@ -239,7 +240,7 @@ class ResponseService:
     @staticmethod
     def failed_body(row: StoredResponse, message: str, code: str = "server_error") -> Body:
         body = dict(row.response)
-        body.update(status="failed", error={"code": code, "message": message})
+        body.update(status=ResponseStatus.FAILED, error={"code": code, "message": message})
         return body
 
     # --- stored responses -------------------------------------------------------------------
@@ -249,7 +250,7 @@ class ResponseService:
 
     async def delete(self, owner: str, response_id: str) -> dict[str, Any]:
         row = await self._row(owner, response_id)
-        if row.status in ("queued", "in_progress"):
+        if row.status in UNFINISHED:
             await self.cancel(owner, response_id)
         if not await self._store.delete(owner, response_id):
             raise _not_found(response_id)
@@ -260,8 +261,8 @@ class ResponseService:
         row = await self._row(owner, response_id)
         if not row.background:
             raise InvalidRequest("Only responses created with background=true can be cancelled.")
-        if row.status in ("queued", "in_progress"):
-            body = {**row.response, "status": "cancelled", "output": []}
+        if row.status in UNFINISHED:
+            body = {**row.response, "status": ResponseStatus.CANCELLED, "output": []}
             if await self._store.cancel(owner, response_id, body):
                 self.on_cancelled(response_id)
             row = await self._row(owner, response_id)

@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any
 
 from openai.types.chat import ChatCompletion
-from pydantic import BaseModel, ConfigDict, Field
 
 from aiservice.errors import InvalidRequest, NotFound
 from aiservice.services.chat_request import ChatCompletionRequest
-from aiservice.services.metadata import Metadata
+from aiservice.services.queries import CompletionFilter, MetadataUpdate, Page
 from aiservice.store.completions import CompletionStore, NewCompletion, UnknownCursor
 from aiservice.store.tables import StoredCompletion
 
-Order = Literal["asc", "desc"]
 _WIRE_PART_TYPES = ("text", "image_url")  # the part types a stored message lists back
-
-
-class Page(BaseModel):
-    """Paging of a list: the query of a list route, the arguments of the facade."""
-
-    limit: int = Field(default=20, ge=1, le=100)
-    order: Literal["asc", "desc"] = "asc"
-    after: str | None = None
-
-
-class CompletionFilter(Page):
-    model: str | None = None
-    metadata: Metadata = Field(default_factory=dict)
-
-
-class MetadataUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    metadata: Metadata | None
 
 
 class StoredCompletions:
@@ -66,35 +45,17 @@ class StoredCompletions:
     async def retrieve(self, owner: str, completion_id: str) -> dict[str, Any]:
         return _wire_completion(await self._row(owner, completion_id))
 
-    async def list(
-        self,
-        owner: str,
-        *,
-        limit: int,
-        order: Order,
-        after: str | None,
-        model: str | None,
-        metadata: dict[str, str],
-    ) -> dict[str, Any]:
+    async def list(self, owner: str, query: CompletionFilter) -> dict[str, Any]:
         try:
-            page = await self._store.list(
-                owner,
-                _now(),
-                limit=limit,
-                order=order,
-                after=after,
-                model=model,
-                metadata=metadata,
-            )
+            page = await self._store.list(owner, _now(), query)
         except UnknownCursor:
             raise InvalidRequest(
-                f"No stored chat completion found with id '{after}'.", param="after"
+                f"No stored chat completion found with id '{query.after}'.", param="after"
             ) from None
         return _wire_list([_wire_completion(row) for row in page.rows], page.has_more)
 
-    async def update(
-        self, owner: str, completion_id: str, metadata: dict[str, str]
-    ) -> dict[str, Any]:
+    async def update(self, owner: str, completion_id: str, body: MetadataUpdate) -> dict[str, Any]:
+        metadata = body.metadata or {}
         row = await self._store.replace_metadata(owner, completion_id, metadata, _now())
         if row is None:
             raise _not_found(completion_id)
@@ -105,22 +66,20 @@ class StoredCompletions:
             raise _not_found(completion_id)
         return {"object": "chat.completion.deleted", "id": completion_id, "deleted": True}
 
-    async def messages(
-        self, owner: str, completion_id: str, *, limit: int, order: Order, after: str | None
-    ) -> dict[str, Any]:
+    async def messages(self, owner: str, completion_id: str, page: Page) -> dict[str, Any]:
         row = await self._row(owner, completion_id)
         messages = [
             _wire_message(f"{completion_id}-{index}", message)
             for index, message in enumerate(row.request.get("messages", []))
         ]
-        if order == "desc":
+        if page.order == "desc":
             messages.reverse()
-        if after is not None:
+        if page.after is not None:
             ids = [message["id"] for message in messages]
-            if after not in ids:
-                raise InvalidRequest(f"No message found with id '{after}'.", param="after")
-            messages = messages[ids.index(after) + 1 :]
-        return _wire_list(messages[:limit], len(messages) > limit)
+            if page.after not in ids:
+                raise InvalidRequest(f"No message found with id '{page.after}'.", param="after")
+            messages = messages[ids.index(page.after) + 1 :]
+        return _wire_list(messages[: page.limit], len(messages) > page.limit)
 
     async def purge_expired(self) -> int:
         return await self._store.purge_expired(_now())

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     and_,
     delete,
     exists,
@@ -49,6 +50,16 @@ class CompletionPage:
     has_more: bool
 
 
+class CompletionQuery(Protocol):
+    """Which completions to list, one page of them (services.queries.CompletionFilter)."""
+
+    limit: int
+    order: Order
+    after: str | None
+    model: str | None
+    metadata: dict[str, str]
+
+
 class UnknownCursor(LookupError):
     """`after` names no completion of this owner."""
 
@@ -88,67 +99,38 @@ class CompletionStore:
                 )
             )
 
-    async def list(
-        self,
-        owner: str,
-        now: int,
-        *,
-        limit: int,
-        order: Order,
-        after: str | None = None,
-        model: str | None = None,
-        metadata: dict[str, str] | None = None,
-    ) -> CompletionPage:
+    async def list(self, owner: str, now: int, query: CompletionQuery) -> CompletionPage:
         """One page in insertion order. A metadata filter scans the index of its rarest pair,
         which already comes out in list order, and checks the other pairs per row on the same
         index (index-only) before reading the completion."""
         table = StoredCompletion
-        query = select(table).where(*_visible(owner, now))
-        position = table.seq
+        select_rows = select(table).where(*_visible(owner, now))
+        position: Any = table.seq
         async with self._sessions() as session:
             cursor = None
-            if after is not None:
+            if query.after is not None:
                 cursor = await session.scalar(
-                    select(table.seq).where(table.owner == owner, table.id == after)
+                    select(table.seq).where(table.owner == owner, table.id == query.after)
                 )
                 if cursor is None:
-                    raise UnknownCursor(after)
-            pairs = list((metadata or {}).items())
+                    raise UnknownCursor(query.after)
+            pairs = list(query.metadata.items())
             if len(pairs) > 1:
                 pairs = await _rarest_first(session, owner, pairs)
                 if not pairs:
                     return CompletionPage([], has_more=False)
             if pairs:
-                key, value = pairs[0]
-                driver = aliased(CompletionMetadata)
-                query = query.join(
-                    driver,
-                    and_(
-                        driver.completion_seq == table.seq,
-                        driver.owner == owner,
-                        driver.key == key,
-                        driver.value == value,
-                    ),
-                )
-                position = driver.completion_seq
-                for key, value in pairs[1:]:
-                    other = aliased(CompletionMetadata)
-                    # owner makes this an index-only probe of the lookup index.
-                    query = query.where(
-                        exists().where(
-                            other.completion_seq == driver.completion_seq,
-                            other.owner == owner,
-                            other.key == key,
-                            other.value == value,
-                        )
-                    )
-            if model is not None:
-                query = query.where(table.model == model)
+                select_rows, position = _with_metadata(select_rows, owner, pairs)
+            if query.model is not None:
+                select_rows = select_rows.where(table.model == query.model)
+            ascending = query.order == "asc"
             if cursor is not None:
-                query = query.where(position > cursor if order == "asc" else position < cursor)
-            query = query.order_by(position.asc() if order == "asc" else position.desc())
-            rows = list(await session.scalars(query.limit(limit + 1)))
-        return CompletionPage(rows[:limit], has_more=len(rows) > limit)
+                select_rows = select_rows.where(
+                    position > cursor if ascending else position < cursor
+                )
+            select_rows = select_rows.order_by(position.asc() if ascending else position.desc())
+            rows = list(await session.scalars(select_rows.limit(query.limit + 1)))
+        return CompletionPage(rows[: query.limit], has_more=len(rows) > query.limit)
 
     async def replace_metadata(
         self, owner: str, completion_id: str, metadata: dict[str, str], now: int
@@ -209,6 +191,37 @@ def _visible(owner: str, now: int) -> tuple[ColumnElement[bool], ...]:
         StoredCompletion.owner == owner,
         or_(StoredCompletion.expires_at.is_(None), StoredCompletion.expires_at > now),
     )
+
+
+def _with_metadata(
+    select_rows: Select[Any], owner: str, pairs: list[tuple[str, str]]
+) -> tuple[Select[Any], Any]:
+    """`select_rows` driven by the index of the first (rarest) pair, the other pairs probed
+    per row; and the column that orders it (the driving index's position)."""
+    table = StoredCompletion
+    key, value = pairs[0]
+    driver = aliased(CompletionMetadata)
+    select_rows = select_rows.join(
+        driver,
+        and_(
+            driver.completion_seq == table.seq,
+            driver.owner == owner,
+            driver.key == key,
+            driver.value == value,
+        ),
+    )
+    for key, value in pairs[1:]:
+        other = aliased(CompletionMetadata)
+        # owner makes this an index-only probe of the lookup index.
+        select_rows = select_rows.where(
+            exists().where(
+                other.completion_seq == driver.completion_seq,
+                other.owner == owner,
+                other.key == key,
+                other.value == value,
+            )
+        )
+    return select_rows, driver.completion_seq
 
 
 async def _rarest_first(

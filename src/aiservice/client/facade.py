@@ -1,0 +1,193 @@
+"""The `AIService` object: the seed's methods, their defaults and their result dictionaries.
+
+Each method builds the typed request the server's routes build (services.queries), hands it to
+the backend of its mode and turns the answer, or the error, into the seed's dictionary.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiservice.client.embedded import EmbeddedService, Result
+from aiservice.client.remote import RemoteService
+from aiservice.errors import AIServiceError
+from aiservice.services import seed_format
+
+
+class AIService:
+    """Chat completions and stored completions, as in the e-mail manager's guide (seed 000).
+
+    `AIService()` runs aiservice in this process (embedded); `AIService(base_url=
+    "http://host:5000", api_key="sk-...")` uses a running server. `config` names a TOML
+    configuration file for embedded mode (default: `$AISERVICE_HOME/config.toml`).
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        config: str | os.PathLike[str] | None = None,
+        timeout: float = 600.0,
+        max_retries: int = 2,
+    ):
+        self._backend: EmbeddedService | RemoteService
+        if base_url is None:
+            if api_key is not None:
+                raise ValueError("api_key is only used with base_url (remote mode)")
+            self._backend = EmbeddedService(Path(config) if config is not None else None)
+        else:
+            if config is not None:
+                raise ValueError("config is only used in embedded mode (no base_url)")
+            self._backend = RemoteService(base_url, api_key, timeout, max_retries)
+
+    @property
+    def mode(self) -> str:
+        """ "embedded" or "remote"."""
+        return "embedded" if isinstance(self._backend, EmbeddedService) else "remote"
+
+    def create_chat_completion(
+        self,
+        messages: list[dict[str, Any]],
+        model: str = "gpt-4o",
+        temperature: float | None = 1.0,
+        max_tokens: int | None = None,
+        stream: bool = False,
+        store: bool | None = False,
+        metadata: dict[str, str] | None = None,
+        top_p: float | None = 1.0,
+        frequency_penalty: float | None = 0.0,
+        presence_penalty: float | None = 0.0,
+        stop: str | list[str] | None = None,
+        n: int | None = 1,
+        logprobs: bool | None = False,
+        response_format: dict[str, Any] | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        seed: int | None = None,
+        reasoning_effort: str | None = None,
+        **other: Any,
+    ) -> Result:
+        """Create a chat completion. Parameters left None are not sent; `other` takes any
+        further OpenAI parameter (`user`, `logit_bias`, `top_logprobs`, ...).
+
+        Returns {'success': True, 'id', 'model', 'choices', 'usage', 'created'}; with
+        `stream=True`, {'success': True, 'stream': <iterator of ChatCompletionChunk>}.
+        """
+        params: dict[str, Any] = {
+            "messages": messages,
+            "model": model,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "store": store,
+            "metadata": metadata or None,
+            "top_p": top_p,
+            "frequency_penalty": frequency_penalty,
+            "presence_penalty": presence_penalty,
+            "stop": stop,
+            "n": n,
+            "logprobs": logprobs,
+            "response_format": response_format,
+            "tools": tools,
+            "tool_choice": tool_choice,
+            "seed": seed,
+            "reasoning_effort": reasoning_effort,
+            **other,
+        }
+        params = {name: value for name, value in params.items() if value is not None}
+        if stream:
+            return self._answer(lambda: self._backend.stream(params))
+        return self._answer(lambda: seed_format.completion_result(self._backend.create(params)))
+
+    def get_chat_completion(self, completion_id: str) -> Result:
+        """A stored completion: the creation dict plus its 'metadata'."""
+        return self._answer(
+            lambda: seed_format.stored_result(self._backend.retrieve(completion_id))
+        )
+
+    def list_chat_completions(
+        self,
+        limit: int = 20,
+        order: str = "asc",
+        after: str | None = None,
+        model_filter: str | None = None,
+        metadata_filter: dict[str, str] | None = None,
+    ) -> Result:
+        """{'success', 'completions': [{id, model, created, usage, metadata}], 'has_more',
+        'last_id'}; pass `after=result['last_id']` for the next page."""
+
+        def list_page() -> Result:
+            from aiservice.services.queries import CompletionFilter, parsed
+
+            query = parsed(
+                CompletionFilter,
+                {
+                    "limit": limit,
+                    "order": order,
+                    "after": after,
+                    "model": model_filter,
+                    "metadata": metadata_filter or {},
+                },
+            )
+            return seed_format.list_result(self._backend.list(query))
+
+        return self._answer(list_page)
+
+    def update_chat_completion(self, completion_id: str, metadata: dict[str, str]) -> Result:
+        """Replace a stored completion's metadata; returns it as get_chat_completion does."""
+
+        def update() -> Result:
+            from aiservice.services.queries import MetadataUpdate, parsed
+
+            body = parsed(MetadataUpdate, {"metadata": metadata})
+            return seed_format.stored_result(self._backend.update(completion_id, body))
+
+        return self._answer(update)
+
+    def delete_chat_completion(self, completion_id: str) -> Result:
+        """{'success': True, 'id', 'deleted': True}."""
+        return self._answer(lambda: seed_format.deleted_result(self._backend.delete(completion_id)))
+
+    def get_chat_messages(
+        self,
+        completion_id: str,
+        limit: int = 20,
+        order: str = "asc",
+        after: str | None = None,
+    ) -> Result:
+        """{'success', 'messages': [{id, role, content}], 'has_more', 'last_id'}."""
+
+        def list_messages() -> Result:
+            from aiservice.services.queries import Page, parsed
+
+            page = parsed(Page, {"limit": limit, "order": order, "after": after})
+            return seed_format.messages_result(self._backend.messages(completion_id, page))
+
+        return self._answer(list_messages)
+
+    def close(self) -> None:
+        """Release the models, the database and the loop (embedded) or the HTTP client
+        (remote). The object stays usable: the next call starts again."""
+        self._backend.close()
+
+    def __enter__(self) -> AIService:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<AIService {self.mode}{self._backend.describe()}>"
+
+    @staticmethod
+    def _answer(work: Callable[[], Result]) -> Result:
+        try:
+            return work()
+        except AIServiceError as error:
+            return seed_format.error_result(error)
+
+
+# --- embedded mode -------------------------------------------------------------------------
