@@ -21,6 +21,11 @@ def upgrade() -> None:
     with op.batch_alter_table("responses") as table:
         table.add_column(sa.Column("key_id", sa.String(40), nullable=True))
         table.add_column(sa.Column("request_id", sa.String(128), nullable=True))
+    _create_usage_records()
+    _create_budgets()
+
+
+def _create_usage_records() -> None:
     op.create_table(
         "usage_records",
         sa.Column("seq", SequenceNumber, primary_key=True, autoincrement=True),
@@ -48,6 +53,9 @@ def upgrade() -> None:
     op.create_index("ix_usage_records_created_at", "usage_records", ["created_at"])
     op.create_index("ix_usage_records_owner_created_at", "usage_records", ["owner", "created_at"])
     op.create_index("ix_usage_records_key_created_at", "usage_records", ["key_id", "created_at"])
+
+
+def _create_budgets() -> None:
     op.create_table(
         "budgets",
         sa.Column("id", sa.String(40), primary_key=True),
