@@ -12,6 +12,26 @@ from typing import Any
 _FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 # Pydantic names the branch of a union it tried in the error location; those are not fields.
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+# What a union branch says when the value is not of its type at all (so not the branch meant).
+_TYPE_MISMATCHES = {
+    "string_type",
+    "list_type",
+    "dict_type",
+    "model_type",
+    "model_attributes_type",
+    "int_type",
+    "int_parsing",
+    "float_type",
+    "float_parsing",
+    "bool_type",
+    "bool_parsing",
+    "literal_error",
+    "none_required",
+    "is_instance_of",
+    "enum",
+    "tuple_type",
+    "set_type",
+}
 
 
 class AIServiceError(Exception):
@@ -179,6 +199,7 @@ def http_error(status_code: int, detail: str, method: str, path: str) -> AIServi
 def validation_error(errors: Any) -> InvalidRequest:
     """The first validation problem (pydantic's `errors()`) as a 400, with `param` pointing
     at the offending field."""
+    errors = _meant_branch_first(list(errors))
     first = next(iter(errors), None)
     if first is None:
         return InvalidRequest("Invalid request.")
@@ -198,6 +219,8 @@ def validation_error(errors: Any) -> InvalidRequest:
     if first.get("type") == "missing" and param is None:
         return InvalidRequest("The request needs a JSON body.")
     message = str(first.get("msg", "Invalid value")).removeprefix("Value error, ")
+    if _wrong_branch(first):  # no branch fits the value: name them all
+        message = _every_branch(errors, param, message)
     if param is None:
         return InvalidRequest(message)
     if first.get("type") == "missing":
@@ -205,11 +228,43 @@ def validation_error(errors: Any) -> InvalidRequest:
     return InvalidRequest(f"Invalid value for '{param}': {message}", param=param)
 
 
+def _meant_branch_first(errors: list[Any]) -> list[Any]:
+    """For a union field (`str | list[...]`, a literal or an object, ...), pydantic reports
+    every branch it tried, the one the input meant among them: a list's bad item is listed
+    after "should be a valid string". A branch whose only complaint is that the value is not
+    of its type is not the one meant, so the other errors come first."""
+    meant = [error for error in errors if not _wrong_branch(error)]
+    return meant + [error for error in errors if _wrong_branch(error)]
+
+
+def _every_branch(errors: list[Any], param: str | None, message: str) -> str:
+    """'Input should be a valid string or a valid list': what each branch of a union at
+    `param` wanted, when the value fits none of them."""
+    wanted = [message]
+    for error in errors[1:]:
+        if _wrong_branch(error) and _param(error.get("loc", ())) == param:
+            other = str(error.get("msg", "")).removeprefix("Input should be ")
+            if error.get("type") in ("model_type", "model_attributes_type", "dict_type"):
+                other = "an object"  # not pydantic's class name
+            if other and other not in wanted:
+                wanted.append(other)
+    return " or ".join(wanted)
+
+
+def _wrong_branch(error: Any) -> bool:
+    location = error.get("loc", ())
+    return error.get("type") in _TYPE_MISMATCHES and bool(location) and _is_branch_tag(location[-1])
+
+
+def _is_branch_tag(part: Any) -> bool:
+    return isinstance(part, str) and (not _FIELD_NAME.match(part) or part in _TYPE_TAGS)
+
+
 def _param(location: tuple[Any, ...]) -> str | None:
     path = ""
     for part in location[1:] if location[:1] == ("body",) else location:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif _FIELD_NAME.match(part) and part not in _TYPE_TAGS:
+        elif not _is_branch_tag(part):
             path += f".{part}" if path else part
     return path or None

@@ -165,6 +165,23 @@ def test_raw_sse_chunks_match_the_spec_and_end_with_done(http, params):
     assert {chunk["model"] for chunk in chunks} == {"smollm2-135m-instruct"}
 
 
+@pytest.mark.parametrize(
+    ("params", "opening_content"),
+    [(FORCED_TOOL_CALL, None), ({"messages": STORY, "max_tokens": 3}, "")],
+    ids=["tool-call", "text"],
+)
+def test_a_choice_opens_with_null_content_for_a_tool_call_and_empty_text_otherwise(
+    http, params, opening_content
+):
+    # Vercel's `ai` shows an empty text part for a tool call that opens with content "".
+    body = {"model": MODEL, "stream": True, **params}
+    with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        events = sse_events(response)
+    first = json.loads(events[0])["choices"][0]["delta"]
+    assert first["role"] == "assistant"
+    assert "content" in first and first["content"] == opening_content
+
+
 def test_stop_sequence_cuts_the_stream_like_the_non_streamed_answer(client):
     full = complete(client, messages=STORY, temperature=0, max_tokens=30).choices[0].message
     text = full.content

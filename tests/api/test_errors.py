@@ -343,3 +343,64 @@ def test_sdk_raises_authentication_error_for_a_wrong_key(client: OpenAI) -> None
     assert caught.value.status_code == 401
     assert caught.value.code == "invalid_api_key"
     assert caught.value.param is None
+
+
+# Union fields: the error comes from the branch the input meant, not the first one tried.
+# (id, route, body, param, words the message must hold)
+UNION_CASES = [
+    (
+        "responses-input-unknown-item-type",
+        "/v1/responses",
+        {"model": "gpt-4o-mini", "input": [{"role": "user", "content": "hi"}, {"type": "nope"}]},
+        "input[1]",
+        ["'nope'", "message", "function_call", "function_call_output"],
+    ),
+    (
+        "responses-input-part-without-text",
+        "/v1/responses",
+        {"model": "gpt-4o-mini", "input": [{"role": "user", "content": [{"type": "input_text"}]}]},
+        "input[0].content[0]",
+        ["input_text", "text"],
+    ),
+    (
+        "responses-input-neither-string-nor-list",
+        "/v1/responses",
+        {"model": "gpt-4o-mini", "input": 5},
+        "input",
+        ["string", "array"],
+    ),
+    ("chat-stop-list-item", URL, body(stop=["ok", 5]), "stop[1]", ["string"]),
+    ("chat-stop-neither", URL, body(stop=5), "stop", ["string", "array"]),
+    (
+        "chat-tool-choice-neither",
+        URL,
+        body(tools=[TOOL], tool_choice=7),
+        "tool_choice",
+        ["'none'", "'required'", "object"],
+    ),
+    (
+        "chat-response-format-unknown-type",
+        URL,
+        body(response_format={"type": "yaml"}),
+        "response_format.type",
+        ["'json_schema'"],
+    ),
+]
+
+
+@pytest.mark.usefixtures("still_healthy")
+@pytest.mark.parametrize(
+    ("route", "request_body", "param", "words"),
+    [case[1:] for case in UNION_CASES],
+    ids=[case[0] for case in UNION_CASES],
+)
+def test_a_union_field_error_comes_from_the_branch_the_input_meant(
+    http: httpx.Client, route: str, request_body: dict[str, Any], param: str, words: list[str]
+) -> None:
+    response = http.post(route, json=request_body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == param, error
+    for word in words:
+        assert word in error["message"], error
+    assert "valid string" not in error["message"] or "string" in words, error

@@ -115,8 +115,13 @@ class ChatCompletionService:
             if stored is not None:
                 stored.setdefault(event.index, _ChoiceAccumulator()).add(event)
             if event.index not in started:
+                # Text starts with `content: ""`, a tool call with `content: null`, as OpenAI's
+                # streams do; the providers send no text before a tool call, so the first
+                # event of a choice says which it is.
                 started.add(event.index)
-                yield chunk.delta(event.index, ChoiceDelta(role="assistant", content=""))
+                calls = isinstance(event, ChoiceFinished) and event.tool_calls
+                opening = ChoiceDelta(role="assistant", content=None if calls else "")
+                yield chunk.delta(event.index, opening)
             if isinstance(event, TextDelta):
                 yield chunk.delta(
                     event.index, ChoiceDelta(content=event.text), _chunk_logprobs(event.logprobs)
