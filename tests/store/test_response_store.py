@@ -13,10 +13,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
+
+from sqlalchemy import select
 
 from aiservice.store.conversations import ConversationStore, Turn
 from aiservice.store.database import Database
 from aiservice.store.responses import NewResponse, Outcome, ResponseStore
+from aiservice.store.tables import ResponseItem
 
 OWNER = "owner-a"
 
@@ -200,3 +204,52 @@ async def test_a_turn_is_appended_only_with_the_end_that_is_written(store_url):
     finally:
         await database.close()
     assert [item["id"] for item in page.items] == ["msg_kept"]
+
+
+def _message(item_id: str, text: str) -> dict:
+    return {"id": item_id, "type": "message", "role": "user", "content": text}
+
+
+async def _item_rows(database: Database) -> set[str]:
+    async with database.sessions() as session:
+        return set(await session.scalars(select(ResponseItem.response_id)))
+
+
+async def test_items_are_found_by_id_until_their_response_is_gone(store_url):
+    """Inputs and outputs of a stored response, and the output a job writes at its end, are
+    found by id for their owner only; deleting or purging the response forgets them."""
+    now = int(time.time())
+    kept = replace(
+        queued(status="completed"),
+        input_items=[_message("msg_in", "question")],
+        response={"id": "r", "status": "completed", "output": [_message("msg_out", "answer")]},
+    )
+    expiring = replace(queued(status="completed", expires_at=now - 1), input_items=[])
+    job = queued()
+    database = Database(store_url)
+    try:
+        store = ResponseStore(database)
+        for response in (kept, expiring, job):
+            await store.insert(response)
+        found = await store.items(OWNER, ["msg_in", "msg_out", "msg_none"], now)
+        assert {key: item["content"] for key, item in found.items()} == {
+            "msg_in": "question",
+            "msg_out": "answer",
+        }
+        assert await store.items("someone-else", ["msg_in", "msg_out"], now) == {}
+
+        await store.claim("w", time.time(), 30)
+        body = {"id": job.id, "status": "completed", "output": [_message("msg_job", "late")]}
+        assert await store.finish(job.id, "w", Outcome("completed", body, "m", 1, 1))
+        assert set(await store.items(OWNER, ["msg_job"], now)) == {"msg_job"}
+
+        assert await store.delete(OWNER, kept.id)
+        assert await store.items(OWNER, ["msg_in", "msg_out"], now) == {}
+        assert kept.id not in await _item_rows(database)
+        expiring_items = replace(expiring, id=f"resp_{uuid.uuid4().hex}")
+        await store.insert(replace(expiring_items, input_items=[_message("msg_old", "x")]))
+        assert expiring_items.id in await _item_rows(database)
+        await store.purge_expired(now)
+        assert expiring_items.id not in await _item_rows(database)
+    finally:
+        await database.close()

@@ -29,6 +29,8 @@ def stored_input_items(given: str | list[InputItem] | None) -> list[Item]:
 
 
 def _stored_item(item: InputItem) -> Item:
+    if item.type == "item_reference":  # resolved by the service against the store
+        return {"type": "item_reference", "id": item.id}
     if item.type == "message":
         assert item.role is not None and item.content is not None
         return _message_item(item.role, item.content, item.id)

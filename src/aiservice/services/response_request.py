@@ -24,7 +24,7 @@ KNOWN_COUNT_PARAMETERS = frozenset(
 )
 _FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MessageRole = Literal["user", "system", "developer", "assistant"]
-ITEM_TYPES = ("message", "function_call", "function_call_output")
+ITEM_TYPES = ("message", "function_call", "function_call_output", "item_reference")
 
 
 class _Lenient(BaseModel):
@@ -46,7 +46,8 @@ Content = str | Annotated[list[ContentPart], Field(max_length=MAX_CONTENT_PARTS)
 
 
 class InputItem(_Lenient):
-    """One input item: a message (with or without `type`), a function call, or its output."""
+    """One input item: a message (with or without `type`), a function call, its output, or a
+    reference to an item stored earlier."""
 
     type: str = "message"
     id: str | None = Field(default=None, max_length=64)
@@ -68,6 +69,7 @@ class InputItem(_Lenient):
             "message": ("role", "content"),
             "function_call": ("call_id", "name", "arguments"),
             "function_call_output": ("call_id", "output"),
+            "item_reference": ("id",),  # an item of an earlier stored response
         }[self.type]
         missing = [name for name in required if getattr(self, name) is None]
         if missing:

@@ -87,7 +87,7 @@ class ResponseService:
     async def prepare(self, request: ResponseRequest, owner: str) -> PreparedResponse:
         """Resolve the model and the chain and check the request; every refusal is raised here."""
         _meter_request(request)
-        input_items = stored_input_items(request.input)
+        input_items = await self._input_items(request, owner)
         state = ResponseState(new_id("resp"), int(time.time()), request, request.model)
         generation = await self._generation(request, owner, input_items)
         state.model = generation.model
@@ -113,7 +113,7 @@ class ResponseService:
         """Store a background response as `queued`; a worker runs it (and writes its usage
         record when it ends)."""
         meter = _meter_request(request)
-        input_items = stored_input_items(request.input)
+        input_items = await self._input_items(request, owner)
         # Prepared and dropped: what a worker would refuse (too long, a bad schema) is refused
         # now, with a status code, rather than later as a failed job.
         generation = await self._generation(request, owner, input_items)
@@ -291,7 +291,8 @@ class ResponseService:
 
     async def count_input_tokens(self, request: InputTokensRequest, owner: str) -> dict[str, Any]:
         try:
-            generation = await self._generation(request, owner, stored_input_items(request.input))
+            items = await self._input_items(request, owner)
+            generation = await self._generation(request, owner, items)
             tokens = generation.prompt_tokens
         except ContextLengthExceeded as exc:
             if exc.prompt_tokens is None:
@@ -334,6 +335,28 @@ class ResponseService:
                     exc.param = "input"
                     raise
                 messages = messages[_oldest_to_drop(messages, exc) :]
+
+    async def _input_items(self, request: _ResponseInput, owner: str) -> list[Item]:
+        """The request's input items, each `item_reference` replaced by the item it names:
+        one of the conversation's items, or of the caller's stored responses."""
+        items = stored_input_items(request.input)
+        wanted = [item["id"] for item in items if item.get("type") == "item_reference"]
+        if not wanted:
+            return items
+        found: dict[str, Item] = {}
+        if request.conversation_id is not None:
+            context = await self._conversations.context_items(owner, request.conversation_id)
+            found = {item["id"]: item for item in context if item.get("id") in wanted}
+        missing = [item_id for item_id in wanted if item_id not in found]
+        if missing:
+            found |= await self._store.items(owner, missing, int(time.time()))
+        for index, item in enumerate(items):
+            if item.get("type") == "item_reference" and item["id"] not in found:
+                # The same answer for an id that never was and another tenant's.
+                raise NotFound(f"Item with id '{item['id']}' not found.", param=f"input[{index}]")
+        return [
+            found[item["id"]] if item.get("type") == "item_reference" else item for item in items
+        ]
 
     async def _chain_items(self, owner: str, previous_id: str) -> list[Item]:
         chain, missing = await self._store.chain(owner, previous_id, int(time.time()))

@@ -21,6 +21,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from aiservice.store.conversations import Turn, append_turn
 from aiservice.store.database import Database
+from aiservice.store.response_items import Item, find_items, forget_items, index_items
 from aiservice.store.response_status import UNFINISHED, ResponseStatus
 from aiservice.store.tables import ResponseEvent, StoredResponse
 from aiservice.store.usage import insert_records
@@ -129,6 +130,8 @@ class ResponseStore:
                 )
             )
             await _insert_events(session, new.id, events)
+            output = new.response.get("output") or []
+            await index_items(session, new.owner, new.id, [*new.input_items, *output])
             if turn is not None:
                 await append_turn(session, turn)
             if new.status == ResponseStatus.QUEUED:
@@ -172,7 +175,15 @@ class ResponseStore:
                     StoredResponse.owner == owner, StoredResponse.id == response_id
                 )
             )
-            return result.rowcount > 0
+            if result.rowcount == 0:
+                return False
+            await forget_items(session, [response_id])
+            return True
+
+    async def items(self, owner: str, item_ids: list[str], now: int) -> dict[str, Item]:
+        """The owner's stored response items among `item_ids`, by id (see response_items)."""
+        async with self._sessions() as session:
+            return await find_items(session, owner, item_ids, _visible(owner, now))
 
     async def cancel(self, owner: str, response_id: str, response: dict[str, Any]) -> bool:
         """Mark an unfinished job cancelled; False if it had already ended (or never was)."""
@@ -333,6 +344,11 @@ class ResponseStore:
             )
             if result.rowcount == 0:
                 return False
+            owner = await session.scalar(
+                select(StoredResponse.owner).where(StoredResponse.id == response_id)
+            )
+            output = outcome.response.get("output") or []
+            await index_items(session, owner or "", response_id, output)
             await _insert_events(session, response_id, outcome.events)
             if outcome.turn is not None:
                 await append_turn(session, outcome.turn)
@@ -352,14 +368,14 @@ class ResponseStore:
 
     async def purge_expired(self, now: int) -> int:
         """Delete finished responses past their expiry; unfinished jobs wait for their end."""
+        expired = (
+            StoredResponse.expires_at.is_not(None),
+            StoredResponse.expires_at <= now,
+            StoredResponse.status.not_in(UNFINISHED),
+        )
         async with self._sessions.begin() as session:
-            result = await session.execute(
-                delete(StoredResponse).where(
-                    StoredResponse.expires_at.is_not(None),
-                    StoredResponse.expires_at <= now,
-                    StoredResponse.status.not_in(UNFINISHED),
-                )
-            )
+            await forget_items(session, select(StoredResponse.id).where(*expired))
+            result = await session.execute(delete(StoredResponse).where(*expired))
             return result.rowcount
 
 

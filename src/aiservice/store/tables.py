@@ -155,6 +155,21 @@ class Conversation(Base):
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", Document)
 
 
+class ResponseItem(Base):
+    """Where an item of a stored response (an input or an output) can be found by its id, for
+    `item_reference` inputs. Ids are not unique: a client may send the same input item id
+    twice; the latest response that holds it wins."""
+
+    __tablename__ = "response_items"
+
+    seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    item_id: Mapped[str] = mapped_column(String(64))
+    response_id: Mapped[str] = mapped_column(String(64), index=True)
+
+    __table_args__ = (Index("ix_response_items_owner_item", "owner", "item_id"),)
+
+
 class ConversationItem(Base):
     """One item of a conversation, in the order it was added (`seq`)."""
 
