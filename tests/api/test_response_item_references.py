@@ -138,3 +138,43 @@ def test_a_deleted_responses_items_can_no_longer_be_referenced(stored_http):
 def test_a_reference_without_an_id_is_a_400(stored_http):
     response = stored_http.post(URL, json={"model": MODEL, "input": [{"type": "item_reference"}]})
     assert_error_envelope(response, 400, param="input[0]")
+
+
+def test_conversation_items_may_be_references_too(stored_http, earlier):
+    answer = earlier["output"][0]
+    created = stored_http.post("/v1/conversations", json={"items": [reference(answer["id"])]})
+    assert created.status_code == 200, created.text
+    conversation_id = created.json()["id"]
+    listed = stored_http.get(f"/v1/conversations/{conversation_id}/items").json()["data"]
+    assert [(item["id"], item["content"]) for item in listed] == [(answer["id"], answer["content"])]
+    missing = f"msg_{uuid.uuid4().hex}"
+    added = stored_http.post(
+        f"/v1/conversations/{conversation_id}/items", json={"items": [reference(missing)]}
+    )
+    assert_error_envelope(added, 404, param="items[0]")
+    # A response in the conversation may name one of its items: the model sees it once (it
+    # is in the context already) and the conversation does not hold it twice.
+    question = {"role": "user", "content": "What is my name?"}
+    plain = create(stored_http, conversation={"id": conversation_id}, input=[question])
+    plain_id = next(i["id"] for i in input_items(stored_http, plain["id"]))
+    asked_again = create(
+        stored_http,
+        conversation={"id": conversation_id},
+        input=[reference(answer["id"]), reference(plain_id)],
+    )
+    assert asked_again["usage"]["input_tokens"] > plain["usage"]["input_tokens"]
+    held = stored_http.get(
+        f"/v1/conversations/{conversation_id}/items", params={"limit": 100}
+    ).json()["data"]
+    ids = [item["id"] for item in held]
+    assert len(ids) == len(set(ids)) and answer["id"] in ids
+    # An item sent with an id the conversation already holds is a 400, not a duplicate.
+    clash = stored_http.post(
+        URL,
+        json={
+            "model": MODEL,
+            "conversation": {"id": conversation_id},
+            "input": [{"id": answer["id"], **question}],
+        },
+    )
+    assert_error_envelope(clash, 400, param="input[0]")

@@ -9,11 +9,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from aiservice.errors import InvalidRequest, NotFound
+from aiservice.services.item_references import resolve_references
 from aiservice.services.metadata import Metadata
 from aiservice.services.queries import Page
 from aiservice.services.response_items import Item, new_id, stored_input_items
 from aiservice.services.response_request import InputItem
 from aiservice.store.conversations import ConversationStore, DuplicateItem, UnknownCursor
+from aiservice.store.responses import ResponseStore
 from aiservice.store.tables import Conversation
 
 MAX_ITEMS_AT_ONCE = 20
@@ -45,8 +47,9 @@ class ItemPage(Page):
 
 
 class ConversationService:
-    def __init__(self, store: ConversationStore):
+    def __init__(self, store: ConversationStore, responses: ResponseStore):
         self._store = store
+        self._responses = responses  # where `item_reference` items are looked up
 
     async def create(self, owner: str, body: NewConversation) -> dict[str, Any]:
         row = await self._store.create(
@@ -54,7 +57,7 @@ class ConversationService:
             owner,
             int(time.time()),
             body.metadata or {},
-            _items(body.items or []),
+            await self._items(owner, body.items or []),
         )
         return _resource(row)
 
@@ -76,7 +79,7 @@ class ConversationService:
 
     async def add_items(self, owner: str, conversation_id: str, body: NewItems) -> dict[str, Any]:
         row = await self._row(owner, conversation_id)
-        items = _items(body.items)
+        items = await self._items(owner, body.items)
         try:
             await self._store.add_items(row, items)
         except DuplicateItem as exc:
@@ -116,15 +119,15 @@ class ConversationService:
             )
         return items
 
+    async def _items(self, owner: str, given: list[InputItem]) -> list[Item]:
+        items = stored_input_items(given) if given else []
+        return await resolve_references(items, owner, self._responses, param="items")
+
     async def _row(self, owner: str, conversation_id: str) -> Conversation:
         row = await self._store.get(owner, conversation_id)
         if row is None:
             raise _not_found(conversation_id)
         return row
-
-
-def _items(given: list[InputItem]) -> list[Item]:
-    return stored_input_items(given) if given else []
 
 
 def _resource(row: Conversation) -> dict[str, Any]:

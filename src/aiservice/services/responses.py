@@ -22,6 +22,7 @@ from aiservice.providers.base import (
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.conversations import ConversationService
 from aiservice.services.event_hub import EventHub
+from aiservice.services.item_references import resolve_references
 from aiservice.services.queries import Page
 from aiservice.services.response_body import Body, ResponseState
 from aiservice.services.response_items import Item, new_id, prompt_messages, stored_input_items
@@ -337,25 +338,28 @@ class ResponseService:
                 messages = messages[_oldest_to_drop(messages, exc) :]
 
     async def _input_items(self, request: _ResponseInput, owner: str) -> list[Item]:
-        """The request's input items, each `item_reference` replaced by the item it names:
-        one of the conversation's items, or of the caller's stored responses."""
+        """The request's input items, each `item_reference` replaced by the item it names
+        (one of the caller's stored responses). In a conversation, a reference to one of its
+        own items is dropped: the model sees that item in the context already, and the turn
+        must not add it twice."""
         items = stored_input_items(request.input)
-        wanted = [item["id"] for item in items if item.get("type") == "item_reference"]
-        if not wanted:
-            return items
-        found: dict[str, Item] = {}
-        if request.conversation_id is not None:
-            context = await self._conversations.context_items(owner, request.conversation_id)
-            found = {item["id"]: item for item in context if item.get("id") in wanted}
-        missing = [item_id for item_id in wanted if item_id not in found]
-        if missing:
-            found |= await self._store.items(owner, missing, int(time.time()))
+        named = isinstance(request.input, list) and any(item.id for item in request.input)
+        if request.conversation_id is None or not named:
+            return await resolve_references(items, owner, self._store)
+        context = await self._conversations.context_items(owner, request.conversation_id)
+        held = {item["id"] for item in context}
         for index, item in enumerate(items):
-            if item.get("type") == "item_reference" and item["id"] not in found:
-                # The same answer for an id that never was and another tenant's.
-                raise NotFound(f"Item with id '{item['id']}' not found.", param=f"input[{index}]")
+            if item.get("type") != "item_reference" and item["id"] in held:
+                raise InvalidRequest(
+                    f"Invalid 'input[{index}]': an item with id '{item['id']}' is already in "
+                    "the conversation.",
+                    param=f"input[{index}]",
+                )
+        resolved = await resolve_references(items, owner, self._store, context)
         return [
-            found[item["id"]] if item.get("type") == "item_reference" else item for item in items
+            item
+            for item, given in zip(resolved, items, strict=True)
+            if not (given.get("type") == "item_reference" and given["id"] in held)
         ]
 
     async def _chain_items(self, owner: str, previous_id: str) -> list[Item]:

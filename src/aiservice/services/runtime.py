@@ -75,7 +75,7 @@ def build_services(settings: Settings) -> AppServices:
     stored = StoredCompletions(CompletionStore(database), settings.retention_days)
     response_store = ResponseStore(database)
     conversation_store = ConversationStore(database)
-    conversations = ConversationService(conversation_store)
+    conversations = ConversationService(conversation_store, response_store)
     usage = UsageStore(database)
     services = AppServices(
         registry=registry,
