@@ -543,7 +543,8 @@ def test_max_output_tokens_below_16_is_refused(http, value):
     ("fields", "param"),
     [
         ({"model": None}, "model"),
-        ({"conversation": {"name": "no id"}}, "conversation"),
+        # An object: the error of the object form (not "should be a valid string").
+        ({"conversation": {"name": "no id"}}, "conversation.id"),
         ({"tools": [{"type": "web_search"}]}, "tools[0]"),
         (
             {"tools": [WEATHER_TOOL, {"type": "file_search", "vector_store_ids": ["vs_1"]}]},
