@@ -436,3 +436,20 @@ def responses_sse_events(response: httpx.Response) -> list[dict]:
             raise AssertionError(f"unexpected SSE line: {line!r}")
     flush()
     return events
+
+
+def assert_text_completion_chunk_matches_schema(chunk: dict) -> None:
+    """Validate a streamed text completion chunk against CreateCompletionResponse.
+
+    The spec says the streamed and whole objects share one shape, and gives `finish_reason`
+    as a string and `usage` as an object; OpenAI's streams (and aiservice's) send `null` for
+    the first until a choice ends, and for the second on every chunk but the last with
+    `include_usage`. So a copy with each null finish_reason set to "stop" and a null usage
+    left out is validated; the caller asserts the real values itself."""
+    relabelled = copy.deepcopy(chunk)
+    if "usage" in relabelled and relabelled["usage"] is None:
+        del relabelled["usage"]
+    for choice in relabelled.get("choices", []):
+        if choice.get("finish_reason") is None:
+            choice["finish_reason"] = "stop"
+    assert_matches_schema(relabelled, "CreateCompletionResponse")

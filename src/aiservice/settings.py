@@ -31,7 +31,15 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 # With OPENAI_API_KEY set and no [[models]] configured, these names go to OpenAI.
 OPENAI_DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4-turbo", "gpt-3.5-turbo")
 _LOCAL_ONLY = ("path", "top_k", "min_p", "threads")
-_UPSTREAM_ONLY = ("base_url", "api_key_env", "upstream_model", "responses_api")
+_UPSTREAM_ONLY = (
+    "base_url",
+    "api_key_env",
+    "upstream_model",
+    "responses_api",
+    "legacy_completions",
+)
+# The models OpenAI's own API still serves POST /v1/completions for.
+OPENAI_COMPLETION_MODELS = ("gpt-3.5-turbo-instruct", "davinci-002", "babbage-002")
 
 
 class ModelConfig(BaseModel):
@@ -61,6 +69,10 @@ class ModelConfig(BaseModel):
     # openai: the upstream serves the Responses API (OpenAI does): send it /v1/responses rather
     # than chat completions. aiservice keeps the state either way.
     responses_api: bool | None = None
+    # openai: the upstream serves the legacy POST /v1/completions, which text completions are
+    # then passed through to; otherwise they are emulated through chat. None: see
+    # `serves_legacy_completions`.
+    legacy_completions: bool | None = None
     # USD per million tokens (used by the usage ledger); None: 0 for local models.
     price_input_per_1m: float | None = Field(default=None, ge=0)
     price_output_per_1m: float | None = Field(default=None, ge=0)
@@ -120,6 +132,17 @@ class ModelConfig(BaseModel):
     @property
     def upstream_name(self) -> str:
         return self.upstream_model or self.name
+
+    @property
+    def serves_legacy_completions(self) -> bool:
+        """Whether text completions go to the upstream's /v1/completions. By default yes, but
+        on OpenAI's own API only for the few models it still serves them for: the servers
+        people run themselves (vLLM, Ollama, llama.cpp's) all serve the endpoint."""
+        if self.legacy_completions is not None:
+            return self.legacy_completions
+        if self.upstream_url == OPENAI_BASE_URL:
+            return self.upstream_name in OPENAI_COMPLETION_MODELS
+        return True
 
 
 Priority = Literal["high", "medium", "low"]

@@ -24,9 +24,10 @@ from aiservice.services.response_request import ResponseRequest
 from aiservice.services.responses import ResponseService
 from aiservice.services.runtime import AppServices
 from aiservice.services.stored_completions import StoredCompletions
+from aiservice.services.text_completion_request import TextCompletionRequest
 
 Body = TypeVar("Body", bound=BaseModel)
-ModelBody = TypeVar("ModelBody", ChatCompletionRequest, ResponseRequest)
+ModelBody = TypeVar("ModelBody", ChatCompletionRequest, ResponseRequest, TextCompletionRequest)
 Model = TypeVar("Model", bound=BaseModel)
 
 

@@ -28,6 +28,7 @@ _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 METERED_ROUTES = frozenset(
     {
         ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/completions"),
         ("POST", "/api/ai/chat/completions"),
         ("POST", "/v1/responses"),
     }

@@ -1,4 +1,5 @@
-"""Shared by the routes that create chat completions: SSE streams and client disconnects."""
+"""Shared by the routes that create chat and text completions: SSE streams and client
+disconnects."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from openai.types.chat import ChatCompletionChunk
+from pydantic import BaseModel
 from sse_starlette import ServerSentEvent
 from starlette.requests import Request
 
@@ -25,7 +26,7 @@ def _openai_envelope(error: AIServiceError) -> dict[str, Any]:
 
 
 async def sse(
-    chunks: AsyncIterator[ChatCompletionChunk],
+    chunks: AsyncIterator[BaseModel],  # chat completion chunks, or text completion ones
     error_body: Callable[[AIServiceError], dict[str, Any]] = _openai_envelope,
 ) -> AsyncIterator[ServerSentEvent]:
     """Each chunk as a `data:` event, then `[DONE]`; a failure becomes a last `error_body` event."""

@@ -1,8 +1,9 @@
 """What every provider implements: prepare a generation, then stream its events.
 
-A provider is one async method (`prepare_chat`). Preparing does all checks that can fail on the
-request (context length, grammar compilation), so that errors reach the client as a status code
-before any streamed byte; the prepared generation then yields events.
+A provider is two async methods: `prepare_chat`, and `prepare_text` for a raw prompt. Preparing
+does all checks that can fail on the request (context length, grammar compilation), so that
+errors reach the client as a status code before any streamed byte; the prepared generation then
+yields events.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ class GenerationRequest:
     parallel_tool_calls: bool = True
     # Whether the client reads the answer as a stream; an upstream may then be asked for one.
     stream: bool = True
+    # A text completion (POST /v1/completions, `prepare_text`): the raw prompt, completed as it
+    # is, without a chat template (`messages` is then empty); the text after the insertion
+    # point; how many candidates to generate server-side for the `n` returned.
+    prompt: str | None = None
+    suffix: str | None = None
+    best_of: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,3 +155,7 @@ class ChatProvider(ABC):
     @abstractmethod
     async def prepare_chat(self, request: GenerationRequest) -> PreparedGeneration:
         """Check the request against the model and return the generation to run."""
+
+    @abstractmethod
+    async def prepare_text(self, request: GenerationRequest) -> PreparedGeneration:
+        """The same for a completion of `request.prompt` as raw text (POST /v1/completions)."""

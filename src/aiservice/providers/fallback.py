@@ -40,6 +40,11 @@ class FallbackProvider(ChatProvider):
             await self._primary.prepare_chat(request), request, self._fallbacks()
         )
 
+    async def prepare_text(self, request: GenerationRequest) -> PreparedGeneration:
+        return FallbackGeneration(
+            await self._primary.prepare_text(request), request, self._fallbacks(), text=True
+        )
+
 
 class FallbackGeneration(PreparedGeneration):
     def __init__(
@@ -47,10 +52,13 @@ class FallbackGeneration(PreparedGeneration):
         primary: PreparedGeneration,
         request: GenerationRequest,
         fallbacks: list[tuple[str, ChatProvider]],
+        *,
+        text: bool = False,
     ):
         self._current = primary
         self._request = request
         self._fallbacks = fallbacks
+        self._text = text  # a text completion: the fallbacks prepare one too
         self.model = primary.model
         self.prompt_tokens = primary.prompt_tokens
         self._earlier_attempts: list[Any] = []  # of the models given up on
@@ -77,6 +85,7 @@ class FallbackGeneration(PreparedGeneration):
                     "falling back",
                     extra={"model": self.model, "fallback": name, "reason": exc.message},
                 )
-                self._current = await provider.prepare_chat(replace(self._request, model=name))
+                prepare = provider.prepare_text if self._text else provider.prepare_chat
+                self._current = await prepare(replace(self._request, model=name))
                 self.model = self._current.model
                 self.prompt_tokens = self._current.prompt_tokens

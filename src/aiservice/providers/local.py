@@ -34,6 +34,7 @@ from aiservice.providers.chat_template import ChatTemplate
 from aiservice.providers.grammar import output_format_grammar, tool_call_grammar
 from aiservice.providers.local_generation import ChoiceRunner, SamplingPlan
 from aiservice.providers.prompt_tokens import PromptTokenizer
+from aiservice.providers.text_options import refuse_insertion_and_ranking
 from aiservice.settings import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -115,15 +116,12 @@ class LocalProvider(ChatProvider):
         else:
             prompt_tokens = self._prompt_tokens(request, shown_tools)
         max_new_tokens = self._completion_budget(len(prompt_tokens), request.max_tokens)
-        for token in request.logit_bias:
-            if not 0 <= token < llama.n_vocab():
-                raise InvalidRequest(
-                    f"Invalid key in logit_bias: {token} is not a token of `{self.model_id}`.",
-                    param="logit_bias",
-                )
-        grammar = tool_call_grammar(forced_tools) if forced_tools else None
-        if grammar is None:
-            grammar = output_format_grammar(request.output_format)
+        self._check_logit_bias(request)
+        grammar = (
+            tool_call_grammar(forced_tools, max_new_tokens, offered=request.tools)
+            if forced_tools
+            else output_format_grammar(request.output_format, max_new_tokens)
+        )
         if grammar is not None:
             self._check_grammar(grammar)
         plan = SamplingPlan(
@@ -137,6 +135,63 @@ class LocalProvider(ChatProvider):
             forced_tool_call=bool(forced_tools),
         )
         return LocalGeneration(self, plan)
+
+    async def prepare_text(self, request: GenerationRequest) -> PreparedGeneration:
+        """A completion of the raw prompt: its own tokens, no chat template, no grammar."""
+        if self._llama is None or self._tokenizer is None:
+            raise ServiceUnavailable(f"The model `{self.model_id}` is not loaded.")
+        refuse_insertion_and_ranking(request, self.model_id)
+        prompt = request.prompt or ""
+        if len(prompt) > _OFF_LOOP_CHARS:
+            prompt_tokens = await asyncio.to_thread(self._text_tokens, prompt)
+        else:
+            prompt_tokens = self._text_tokens(prompt)
+        max_new_tokens = self._completion_budget(
+            len(prompt_tokens), request.max_tokens, prompt_name="prompt"
+        )
+        self._check_logit_bias(request)
+        plan = SamplingPlan(
+            request=request,
+            prompt_tokens=prompt_tokens,
+            max_new_tokens=max_new_tokens,
+            grammar=None,
+            top_k=self.config.sampling_top_k,
+            min_p=self.config.sampling_min_p,
+            tools=[],
+            forced_tool_call=False,
+        )
+        return LocalGeneration(self, plan)
+
+    def _text_tokens(self, prompt: str) -> list[int]:
+        """A raw prompt's tokens, after the BOS token if the model wants one. An empty prompt
+        is the BOS token alone: generation needs a token to start from."""
+        assert self._llama is not None and self._tokenizer is not None
+        window = self.context_window
+        if self._tokenizer.surely_longer_than(prompt, window):
+            raise _context_exceeded(
+                window,
+                f"However, your prompt is {len(prompt)} characters long, more than that many "
+                "tokens can hold.",
+                param="prompt",
+            )
+        tokens = self._tokenizer.tokenize(prompt)
+        bos = self._llama.token_bos()
+        if bos >= 0 and (not tokens or llama_cpp.llama_vocab_get_add_bos(self._llama._model.vocab)):
+            tokens = [bos, *tokens]
+        if not tokens:
+            raise InvalidRequest(
+                f"The model `{self.model_id}` cannot complete an empty prompt.", param="prompt"
+            )
+        return tokens
+
+    def _check_logit_bias(self, request: GenerationRequest) -> None:
+        assert self._llama is not None
+        for token in request.logit_bias:
+            if not 0 <= token < self._llama.n_vocab():
+                raise InvalidRequest(
+                    f"Invalid key in logit_bias: {token} is not a token of `{self.model_id}`.",
+                    param="logit_bias",
+                )
 
     def _prompt_tokens(self, request: GenerationRequest, tools: list[Any]) -> list[int]:
         """The rendered prompt's tokens; a prompt too long to fit is refused before its
@@ -152,17 +207,20 @@ class LocalProvider(ChatProvider):
             )
         return self._tokenizer.tokenize(prompt)
 
-    def _completion_budget(self, prompt_tokens: int, max_tokens: int | None) -> int:
+    def _completion_budget(
+        self, prompt_tokens: int, max_tokens: int | None, prompt_name: str = "messages"
+    ) -> int:
         window = self.context_window
         if prompt_tokens >= window or (
             max_tokens is not None and prompt_tokens + max_tokens > window
         ):
-            asked = f"{prompt_tokens} in the messages" + (
+            asked = f"{prompt_tokens} in the {prompt_name}" + (
                 f", {max_tokens} in the completion" if max_tokens is not None else ""
             )
             error = _context_exceeded(
                 window,
                 f"However, you requested {prompt_tokens + (max_tokens or 0)} tokens ({asked}).",
+                param=prompt_name,
             )
             error.prompt_tokens = prompt_tokens
             error.max_prompt_tokens = window - (max_tokens or 1)
@@ -201,11 +259,13 @@ def _prompt_size(request: GenerationRequest) -> int:
     return sum(len(m.content) + _TEMPLATE_CHARS_PER_MESSAGE for m in request.messages)
 
 
-def _context_exceeded(window: int, what_was_asked: str) -> ContextLengthExceeded:
+def _context_exceeded(
+    window: int, what_was_asked: str, param: str = "messages"
+) -> ContextLengthExceeded:
     error = ContextLengthExceeded(
         f"This model's maximum context length is {window} tokens. {what_was_asked} Please "
-        "reduce the length of the messages or completion.",
-        param="messages",
+        f"reduce the length of the {param} or completion.",
+        param=param,
     )
     error.max_prompt_tokens = window - 1  # room for one token of answer
     return error

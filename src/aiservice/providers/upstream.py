@@ -1,7 +1,8 @@
 """The OpenAI-compatible upstream provider: OpenAI itself, vLLM, Ollama, llama.cpp's server,
 another gateway — anything that serves `POST /v1/chat/completions`, or `POST /v1/responses`
 for upstreams configured with `responses_api` (the wire formats: upstream_chat.py and
-upstream_responses.py).
+upstream_responses.py). Text completions go to the upstream's `POST /v1/completions` when it
+serves them (`legacy_completions`, upstream_completions.py), else they are emulated through chat.
 
 A client that streams gets the upstream's stream (chat: with `include_usage`); one that does
 not gets one whole answer, read at once — cheaper than a stream on both sides (Responses
@@ -19,7 +20,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -32,20 +33,23 @@ from tenacity import (
 )
 
 from aiservice.errors import InvalidRequest, UpstreamRefused, UpstreamUnavailable
-from aiservice.providers import upstream_chat, upstream_responses
+from aiservice.providers import upstream_chat, upstream_completions, upstream_responses
 from aiservice.providers.base import (
     ChatProvider,
     GenerationEvent,
     GenerationRequest,
     PreparedGeneration,
+    PromptMessage,
 )
 from aiservice.providers.breaker import CircuitBreaker
+from aiservice.providers.text_options import refuse_insertion_and_ranking
 from aiservice.providers.upstream_chat import (
     ChatDecoder,
     as_chunk,
     chat_body,
     prompt_characters,
 )
+from aiservice.providers.upstream_completions import CompletionDecoder, completion_body
 from aiservice.providers.upstream_http import TransportFailure, UpstreamHTTP, UpstreamReply
 from aiservice.providers.upstream_responses import ResponsesDecoder, responses_body
 from aiservice.settings import ModelConfig
@@ -117,16 +121,43 @@ class UpstreamProvider(ChatProvider):
             raise UpstreamUnavailable(f"The model `{self.model_id}` is not started.")
         return UpstreamGeneration(self, self._client, request)
 
+    async def prepare_text(self, request: GenerationRequest) -> PreparedGeneration:
+        if self._client is None:
+            raise UpstreamUnavailable(f"The model `{self.model_id}` is not started.")
+        if self.config.serves_legacy_completions:
+            return UpstreamGeneration(self, self._client, request, legacy=True)
+        # Emulated: the prompt as the one user message of a chat completion.
+        refuse_insertion_and_ranking(request, self.model_id)
+        if request.logprobs and self.config.responses_api:
+            raise InvalidRequest(
+                f"The upstream of `{self.model_id}` reports no logprobs (it is asked through "
+                "the Responses API).",
+                param="logprobs",
+            )
+        message = PromptMessage("user", request.prompt or "")
+        chat = replace(request, messages=[message], prompt=None)
+        return UpstreamGeneration(self, self._client, chat)
+
 
 class UpstreamGeneration(PreparedGeneration):
     def __init__(
-        self, provider: UpstreamProvider, client: UpstreamHTTP, request: GenerationRequest
+        self,
+        provider: UpstreamProvider,
+        client: UpstreamHTTP,
+        request: GenerationRequest,
+        *,
+        legacy: bool = False,
     ):
         self._provider = provider
         self._client = client
         self._request = request
+        self._legacy = legacy  # a text completion, to the upstream's /v1/completions
+        self._endpoint = provider.endpoint
         config = provider.config
-        if config.responses_api:
+        if legacy:
+            self._endpoint = client.url(upstream_completions.PATH)
+            self._body = completion_body(request, config)
+        elif config.responses_api:
             self._body = responses_body(request, config)
         else:
             self._body = chat_body(request, config)
@@ -135,7 +166,9 @@ class UpstreamGeneration(PreparedGeneration):
         self.prompt_tokens = estimate_tokens(prompt_characters(request))
         self.attempts: list[Attempt] = []
 
-    def _decoder(self) -> ChatDecoder | ResponsesDecoder:
+    def _decoder(self) -> ChatDecoder | ResponsesDecoder | CompletionDecoder:
+        if self._legacy:
+            return CompletionDecoder(self._request)
         if self._provider.config.responses_api:
             return ResponsesDecoder(self._request)
         return ChatDecoder(self._request)
@@ -220,12 +253,14 @@ class UpstreamGeneration(PreparedGeneration):
         started = time.monotonic()
         response: UpstreamReply | None = None
         try:
-            response = await self._client.post(provider.endpoint, self._body)
+            response = await self._client.post(self._endpoint, self._body)
             if response.status_code >= 400:
                 raise _refusal(response, await response.read(), self.model)
             if not self._body.get("stream", True):
                 # A non-streamed answer, read whole: one chunk for the decoder, nothing after.
-                first, lines = as_chunk(_json_object(await response.read())), _nothing()
+                whole = _json_object(await response.read())
+                # A whole text completion already has the shape of a chunk.
+                first, lines = (whole if self._legacy else as_chunk(whole)), _nothing()
             else:
                 lines = response.lines()
                 first = await _next_chunk(lines, after_first=False)

@@ -24,7 +24,7 @@ PATH = "/chat/completions"
 
 
 def prompt_characters(request: GenerationRequest) -> int:
-    return sum(len(m.content) for m in request.messages)
+    return sum(len(m.content) for m in request.messages) + len(request.prompt or "")
 
 
 @dataclass(slots=True)

@@ -7,7 +7,14 @@ import re
 from typing import Annotated, Any, Literal
 
 from openai.types.chat.completion_create_params import CompletionCreateParamsBase
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from aiservice.errors import ParameterConflict, UnknownParameter
 from aiservice.providers.base import (
@@ -137,6 +144,26 @@ class StreamOptions(_Lenient):
 
 
 Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+def _at_most_four_stops(stop: str | list[str] | None) -> str | list[str] | None:
+    if isinstance(stop, list) and len(stop) > 4:
+        raise ValueError("at most 4 stop sequences are allowed")
+    return stop
+
+
+def _token_id_keys(bias: dict[str, float] | None) -> dict[str, float] | None:
+    for key in bias or {}:
+        if not key.isdigit():
+            raise ValueError(f"keys must be token ids, got {key!r}")
+    return bias
+
+
+# Shared with the legacy completions' request (text_completion_request.py).
+StopSequences = Annotated[str | list[str] | None, AfterValidator(_at_most_four_stops)]
+LogitBias = Annotated[
+    dict[str, Annotated[float, Field(ge=-100, le=100)]] | None, AfterValidator(_token_id_keys)
+]
 Penalty = Annotated[float, Field(ge=-2, le=2)]
 
 
@@ -150,11 +177,11 @@ class ChatCompletionRequest(_Lenient):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int | None = Field(default=None, ge=1, le=128)
-    stop: str | list[str] | None = None
+    stop: StopSequences = None
     seed: int | None = None
     frequency_penalty: Penalty | None = None
     presence_penalty: Penalty | None = None
-    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = None
+    logit_bias: LogitBias = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     user: str | None = None
@@ -182,21 +209,6 @@ class ChatCompletionRequest(_Lenient):
                 if name not in KNOWN_PARAMETERS:
                     raise UnknownParameter(name)
         return body
-
-    @field_validator("stop")
-    @classmethod
-    def _at_most_four_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(stop, list) and len(stop) > 4:
-            raise ValueError("at most 4 stop sequences are allowed")
-        return stop
-
-    @field_validator("logit_bias")
-    @classmethod
-    def _token_id_keys(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
-        for key in bias or {}:
-            if not key.isdigit():
-                raise ValueError(f"keys must be token ids, got {key!r}")
-        return bias
 
     @model_validator(mode="after")
     def _consistent(self) -> ChatCompletionRequest:

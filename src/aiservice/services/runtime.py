@@ -33,6 +33,7 @@ from aiservice.services.chat_completions import ChatCompletionService
 from aiservice.services.conversations import ConversationService
 from aiservice.services.responses import ResponseService
 from aiservice.services.stored_completions import StoredCompletions
+from aiservice.services.text_completions import TextCompletionService
 from aiservice.settings import Settings
 from aiservice.store.accounts import AccountStore
 from aiservice.store.completions import CompletionStore
@@ -53,6 +54,7 @@ class AppServices:
     registry: ModelRegistry
     database: Database
     chat_completions: ChatCompletionService
+    text_completions: TextCompletionService
     stored_completions: StoredCompletions
     responses: ResponseService
     conversations: ConversationService
@@ -81,6 +83,7 @@ def build_services(settings: Settings) -> AppServices:
         registry=registry,
         database=database,
         chat_completions=ChatCompletionService(registry, stored),
+        text_completions=TextCompletionService(registry),
         stored_completions=stored,
         responses=ResponseService(
             registry,

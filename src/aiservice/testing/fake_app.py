@@ -14,6 +14,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from aiservice.testing.chat_replies import chat_chunks, chat_completion, plan_chat
+from aiservice.testing.completion_replies import (
+    completion_chunks,
+    completion_object,
+    plan_completions,
+)
 from aiservice.testing.delivery import (
     Answer,
     Receive,
@@ -69,6 +74,7 @@ class FakeUpstreamApp:
         self._serials = itertools.count(1)
         self._routes: dict[tuple[str, str], Route] = {
             ("POST", "/v1/chat/completions"): self._chat_completions,
+            ("POST", "/v1/completions"): self._completions,
             ("POST", "/v1/responses"): self._responses,
             ("GET", "/v1/models"): self._models,
         }
@@ -128,6 +134,8 @@ class FakeUpstreamApp:
             return error_answer(400, "you must provide a model parameter", param="model")
         if path == "/v1/chat/completions" and not isinstance(body.get("messages"), list):
             return error_answer(400, "messages must be a list", param="messages")
+        if path == "/v1/completions" and not _is_prompt(body.get("prompt")):
+            return error_answer(400, "prompt must be a string or a list", param="prompt")
         return None
 
     def _chat_completions(self, incoming: Incoming) -> Answer:
@@ -138,6 +146,15 @@ class FakeUpstreamApp:
             chunks = chat_chunks(body, reply, serial, created)
             return Answer(events=[*map(data_event, chunks), _DONE])
         return json_answer(chat_completion(body, reply, serial, created))
+
+    def _completions(self, incoming: Incoming) -> Answer:
+        body = incoming.body
+        replies = plan_completions(body, self.behaviour.reply, incoming.headers.get(REPLY_HEADER))
+        serial, created = next(self._serials), int(time.time())
+        if body.get("stream") is True:
+            chunks = completion_chunks(body, replies, serial, created)
+            return Answer(events=[*map(data_event, chunks), _DONE])
+        return json_answer(completion_object(body, replies, serial, created))
 
     def _responses(self, incoming: Incoming) -> Answer:
         body = incoming.body
@@ -183,6 +200,10 @@ class FakeUpstreamApp:
 
 def _model(model_id: str) -> Body:
     return {"id": model_id, "object": "model", "created": MODEL_CREATED, "owned_by": "fake"}
+
+
+def _is_prompt(prompt: Any) -> bool:
+    return prompt is None or isinstance(prompt, str | list)
 
 
 def _parse(raw: bytes) -> Any:

@@ -8,8 +8,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# The routes a fault without a `path` applies to: the two that generate text.
-GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/responses"})
+# The routes a fault without a `path` applies to: those that generate text.
+GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/responses"})
 
 
 class Fault(BaseModel):
@@ -19,7 +19,7 @@ class Fault(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # Which requests: `path` is "/v1/chat/completions" or "/chat/completions" (the /v1 prefix
-    # is added); None means either generation route. `stream` limits it to streamed (True) or
+    # is added); None means any generation route. `stream` limits it to streamed (True) or
     # non-streamed (False) requests. `times` is how many requests it spoils; None: all of them
     # until cleared.
     path: str | None = None
