@@ -27,9 +27,11 @@ def _node_major() -> int | None:
 
 
 NODE_MAJOR = _node_major()
-pytestmark = pytest.mark.skipif(
-    NODE_MAJOR is None or NODE_MAJOR < 18, reason=f"needs node >= 18 (found {NODE_MAJOR})"
-)
+
+
+def test_node_18_or_later_is_on_the_path():
+    # CI and this machine have node 20: a missing node fails here, it is not skipped.
+    assert NODE_MAJOR is not None and NODE_MAJOR >= 18, f"needs node >= 18 (found {NODE_MAJOR})"
 
 
 def _installed_matches_lock() -> bool:
@@ -118,9 +120,6 @@ def test_sdk_response(js: Backend):
 
 
 def test_sdk_legacy_completion(js: Backend):
-    completion = run_script(js, "openai_sdk.mjs")["completions"]
-    if completion.get("error", {}).get("status") == 404:
-        pytest.skip(f"POST /v1/completions is not served yet: {completion['error']['message']}")
     completion = step(js, "openai_sdk.mjs", "completions")
     assert completion["object"] == "text_completion"
     assert completion["finish_reason"] in ("stop", "length") and isinstance(completion["text"], str)

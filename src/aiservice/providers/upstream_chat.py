@@ -33,6 +33,15 @@ class _ChoiceState:
     text_chars: int = 0
 
 
+def reported_usage(usage: dict[str, Any]) -> Usage:
+    """An upstream's `usage` object (chat and legacy completions share its fields)."""
+    return Usage(
+        usage.get("prompt_tokens", 0),
+        usage.get("completion_tokens", 0),
+        (usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
+    )
+
+
 class ChatDecoder:
     """Streamed chat chunks → generation events; the usage reported, or else estimated."""
 
@@ -43,12 +52,7 @@ class ChatDecoder:
 
     def feed(self, chunk: dict[str, Any]) -> list[GenerationEvent]:
         if chunk.get("usage"):
-            usage = chunk["usage"]
-            self._usage = Usage(
-                usage.get("prompt_tokens", 0),
-                usage.get("completion_tokens", 0),
-                (usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
-            )
+            self._usage = reported_usage(chunk["usage"])
         events: list[GenerationEvent] = []
         for choice in chunk.get("choices") or []:
             events += self._choice(choice)

@@ -15,7 +15,7 @@ from aiservice.providers.base import (
     TopLogprob,
     Usage,
 )
-from aiservice.providers.upstream_chat import prompt_characters
+from aiservice.providers.upstream_chat import prompt_characters, reported_usage
 from aiservice.settings import ModelConfig
 from aiservice.tokens import estimate_tokens
 
@@ -32,12 +32,7 @@ class CompletionDecoder:
 
     def feed(self, chunk: dict[str, Any]) -> list[GenerationEvent]:
         if chunk.get("usage"):
-            usage = chunk["usage"]
-            self._usage = Usage(
-                usage.get("prompt_tokens", 0),
-                usage.get("completion_tokens", 0),
-                (usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
-            )
+            self._usage = reported_usage(chunk["usage"])
         events: list[GenerationEvent] = []
         for choice in chunk.get("choices") or []:
             index = choice.get("index", 0)

@@ -159,6 +159,15 @@ def _token_id_keys(bias: dict[str, float] | None) -> dict[str, float] | None:
     return bias
 
 
+def refuse_unknown_parameters(body: Any, known: frozenset[str] | set[str]) -> Any:
+    """A body (before validation) whose every name is in `known`; else UnknownParameter."""
+    if isinstance(body, dict):
+        for name in body:
+            if name not in known:
+                raise UnknownParameter(name)
+    return body
+
+
 # Shared with the legacy completions' request (text_completion_request.py).
 StopSequences = Annotated[str | list[str] | None, AfterValidator(_at_most_four_stops)]
 LogitBias = Annotated[
@@ -204,11 +213,7 @@ class ChatCompletionRequest(_Lenient):
     @model_validator(mode="before")
     @classmethod
     def _refuse_unknown_parameters(cls, body: Any) -> Any:
-        if isinstance(body, dict):
-            for name in body:
-                if name not in KNOWN_PARAMETERS:
-                    raise UnknownParameter(name)
-        return body
+        return refuse_unknown_parameters(body, KNOWN_PARAMETERS)
 
     @model_validator(mode="after")
     def _consistent(self) -> ChatCompletionRequest:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from openai.types.completion_create_params import CompletionCreateParamsBase
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from aiservice.errors import ParameterConflict, UnknownParameter
+from aiservice.errors import ParameterConflict
 from aiservice.providers.base import GenerationRequest
 from aiservice.services.chat_request import (
     LogitBias,
@@ -16,6 +16,7 @@ from aiservice.services.chat_request import (
     Probability,
     StopSequences,
     StreamOptions,
+    refuse_unknown_parameters,
 )
 
 # Every parameter the official SDK can send; anything else is refused, as OpenAI does.
@@ -60,11 +61,7 @@ class TextCompletionRequest(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _refuse_unknown_parameters(cls, body: Any) -> Any:
-        if isinstance(body, dict):
-            for name in body:
-                if name not in KNOWN_PARAMETERS:
-                    raise UnknownParameter(name)
-        return body
+        return refuse_unknown_parameters(body, KNOWN_PARAMETERS)
 
     @field_validator("prompt")
     @classmethod
