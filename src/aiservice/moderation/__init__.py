@@ -1,0 +1,1 @@
+"""Content moderation: the 13 categories, the embedded classifier, an upstream classifier."""
