@@ -14,9 +14,11 @@ from aiservice.api import (
     chat_completions,
     completions,
     conversations,
+    embeddings,
     health,
     metrics,
     models,
+    moderations,
     responses,
     seed_routes,
     stored_completions,
@@ -31,6 +33,23 @@ from aiservice.api.middleware import (
 )
 from aiservice.services.runtime import ServiceRuntime
 from aiservice.settings import Settings
+
+# Every resource's router, in the order they are included (/metrics is added when enabled).
+ROUTERS = (
+    health.router,
+    models.router,
+    chat_completions.router,
+    completions.router,
+    embeddings.router,
+    moderations.router,
+    stored_completions.router,
+    responses.router,
+    conversations.router,
+    admin.router,
+    budgets.router,
+    seed_routes.router,
+    usage.router,
+)
 
 
 def create_app(settings: Settings, *, worker: bool = True, freeze_heap: bool = False) -> FastAPI:
@@ -67,19 +86,7 @@ def create_app(settings: Settings, *, worker: bool = True, freeze_heap: bool = F
     app.state.services = services
     app.state.settings = settings
     install_error_handlers(app)
-    for router in (
-        health.router,
-        models.router,
-        chat_completions.router,
-        completions.router,
-        stored_completions.router,
-        responses.router,
-        conversations.router,
-        admin.router,
-        budgets.router,
-        seed_routes.router,
-        usage.router,
-    ):
+    for router in ROUTERS:
         app.include_router(router)
     if settings.metrics_enabled:
         app.include_router(metrics.router)

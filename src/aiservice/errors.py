@@ -74,6 +74,12 @@ class ContextLengthExceeded(InvalidRequest):
     max_prompt_tokens: int | None = None  # the most it may count, when the provider knows
 
 
+class ContentPolicyViolation(InvalidRequest):
+    """Moderation in `block` mode flagged the request's input; no model work was done."""
+
+    default_code = "content_policy_violation"
+
+
 class AuthenticationFailed(AIServiceError):
     """No API key, or one we do not know (401)."""
 

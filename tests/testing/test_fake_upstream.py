@@ -398,7 +398,8 @@ def test_a_configured_api_key_refuses_any_other():
 
 
 def test_unknown_routes_and_bad_bodies_get_the_error_envelope(http: httpx.Client):
-    assert_error_envelope(http.post("/v1/embeddings", json={}), 404)
+    assert_error_envelope(http.post("/v1/images/generations", json={}), 404)
+    assert_error_envelope(http.post("/v1/embeddings", json={}), 400, param="model")
     assert_error_envelope(http.get(CHAT), 405)
     not_json = http.post(CHAT, content=b"{nope", headers={"content-type": "application/json"})
     assert_error_envelope(not_json, 400)

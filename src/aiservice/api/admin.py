@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aiservice.api.deps import Principal, app_services, authenticate, json_body
 from aiservice.errors import NotFound
 from aiservice.governance.accounts import Accounts, key_view, user_view
-from aiservice.settings import LimitValues
+from aiservice.settings import LimitValues, SafetyValues
 
 
 async def admin(request: Request, principal: Principal = Depends(authenticate)) -> Principal:
@@ -44,6 +44,7 @@ class _NewKey(BaseModel):
     email: str
     name: str = Field(default="default")
     rate_limits: LimitValues | None = None
+    safety: SafetyValues | None = None
 
 
 @router.post("/users", status_code=201)
@@ -65,7 +66,7 @@ async def disable_user(email: str, users: Accounts = Depends(accounts)) -> dict[
 @router.post("/keys", status_code=201)
 async def create_key(request: Request, users: Accounts = Depends(accounts)) -> dict[str, Any]:
     body = await json_body(request, _NewKey)
-    new = await users.create_key(body.email, body.name, body.rate_limits)
+    new = await users.create_key(body.email, body.name, body.rate_limits, body.safety)
     assert new.user is not None
     return key_view(new.key, new.user, new.secret)
 
@@ -98,6 +99,24 @@ async def set_user_limits(
 ) -> dict[str, Any]:
     limits = await json_body(request, LimitValues)
     return user_view(await users.set_user_limits(email, limits))
+
+
+# Content policy: a key's or a user's own moderation and PII modes over the configured ones;
+# an empty object drops them. A client's request may ask for more, never for less.
+@router.put("/keys/{key_id}/safety")
+async def set_key_safety(
+    key_id: str, request: Request, users: Accounts = Depends(accounts)
+) -> dict[str, Any]:
+    safety = await json_body(request, SafetyValues)
+    return key_view(*await users.set_key_safety(key_id, safety))
+
+
+@router.put("/users/{email}/safety")
+async def set_user_safety(
+    email: str, request: Request, users: Accounts = Depends(accounts)
+) -> dict[str, Any]:
+    safety = await json_body(request, SafetyValues)
+    return user_view(await users.set_user_safety(email, safety))
 
 
 @router.get("/ratelimits")

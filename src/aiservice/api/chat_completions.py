@@ -34,7 +34,7 @@ async def answer_chat_completion(
     `stream_error` an error event for a route that speaks another dialect (the seed's)."""
     principal, body = await model_request(request, ChatCompletionRequest)
     service = app_services(request).chat_completions
-    chat = await service.prepare(body, principal.owner)
+    chat = await service.prepare(body, principal.owner, principal)
     if body.stream:  # the same SSE chunks for every route; only an error event may differ
         return EventSourceResponse(sse(service.stream(chat), stream_error), sep="\n", ping=15)
     completion = await unless_client_leaves(request, service.complete(chat))

@@ -19,6 +19,8 @@ from aiservice.metering.meter import current_meter
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.chat_request import ChatCompletionRequest
 from aiservice.services.conversations import ConversationService
+from aiservice.services.embedding_request import EmbeddingRequest
+from aiservice.services.moderation_request import ModerationRequest
 from aiservice.services.request_limits import check_array_sizes
 from aiservice.services.response_request import ResponseRequest
 from aiservice.services.responses import ResponseService
@@ -27,7 +29,14 @@ from aiservice.services.stored_completions import StoredCompletions
 from aiservice.services.text_completion_request import TextCompletionRequest
 
 Body = TypeVar("Body", bound=BaseModel)
-ModelBody = TypeVar("ModelBody", ChatCompletionRequest, ResponseRequest, TextCompletionRequest)
+ModelBody = TypeVar(
+    "ModelBody",
+    ChatCompletionRequest,
+    ResponseRequest,
+    TextCompletionRequest,
+    ModerationRequest,
+    EmbeddingRequest,
+)
 Model = TypeVar("Model", bound=BaseModel)
 
 

@@ -29,6 +29,7 @@ METERED_ROUTES = frozenset(
     {
         ("POST", "/v1/chat/completions"),
         ("POST", "/v1/completions"),
+        ("POST", "/v1/embeddings"),
         ("POST", "/api/ai/chat/completions"),
         ("POST", "/v1/responses"),
     }

@@ -6,12 +6,12 @@ from fastapi import APIRouter, Depends
 from openai.types import Model
 
 from aiservice.api.deps import authenticate, registry
-from aiservice.providers.registry import ModelRegistry, ServedModel
+from aiservice.providers.registry import ModelRegistry, ServedEmbeddingModel, ServedModel
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(authenticate)])
 
 
-def _wire(model: ServedModel) -> dict[str, object]:
+def _wire(model: ServedModel | ServedEmbeddingModel) -> dict[str, object]:
     return Model(
         id=model.name, object="model", created=model.created, owned_by="aiservice"
     ).model_dump(mode="json", exclude_unset=True)
@@ -26,4 +26,4 @@ async def list_models(models: ModelRegistry = Depends(registry)) -> dict[str, ob
 async def retrieve_model(
     model_id: str, models: ModelRegistry = Depends(registry)
 ) -> dict[str, object]:
-    return _wire(models.resolve(model_id))
+    return _wire(models.lookup(model_id))

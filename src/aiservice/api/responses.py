@@ -37,11 +37,11 @@ async def create_response(request: Request) -> Response:
     principal, body = await model_request(request, ResponseRequest)
     service = app_services(request).responses
     if body.background:
-        queued = await service.enqueue(body, principal.owner)
+        queued = await service.enqueue(body, principal.owner, principal)
         if body.stream:
             return _event_stream(service.follow(principal.owner, queued["id"]))
         return _json(queued)
-    prepared = await service.prepare(body, principal.owner)
+    prepared = await service.prepare(body, principal.owner, principal)
     if body.stream:
         return _event_stream(service.stream(prepared))
     answer = await unless_client_leaves(request, service.complete(prepared))

@@ -5,7 +5,7 @@ does not load, 1: an error of the services), and tables and times printed alike.
 The command modules import from here and from the rest of aiservice, never from each other or
 from the package: the package puts them together, nothing points back at it. That is why the
 few pieces of rate limits and budgets that `keys create` shares with `limits.py` and
-`budgets.py` are here too."""
+`budgets.py` are here too, and the content-policy options of `keys` and `users`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
@@ -25,13 +25,14 @@ from aiservice.errors import AIServiceError
 from aiservice.governance.accounts import Accounts
 from aiservice.governance.budget_periods import PERIODS
 from aiservice.governance.budgets import Budgets, build_budgets, usd
-from aiservice.settings import ConfigError, LimitValues, Settings, load_settings
+from aiservice.settings import ConfigError, LimitValues, SafetyValues, Settings, load_settings
 from aiservice.store.accounts import AccountStore
 from aiservice.store.database import Database, database_url
 from aiservice.store.migrate import upgrade_database
 from aiservice.store.tables import Budget
 
 T = TypeVar("T")
+Own = TypeVar("Own", bound=BaseModel)  # a key's or a user's own values: LimitValues, ...
 err = Console(stderr=True)
 out = Console()
 
@@ -101,18 +102,50 @@ def when(timestamp: int) -> str:
 
 def limit_values(**values: Any) -> LimitValues | None:
     """The rate-limit options given, as the stored shape; None when none was given."""
+    return _own_values(LimitValues, values)
+
+
+def describe_limits(values: dict[str, Any] | None) -> str:
+    return _describe_own(LimitValues, values)
+
+
+# Plain strings checked by SafetyValues (as the priorities are by LimitValues), so that a bad
+# value is refused by the same rule as in the admin API.
+ModerationOption = Annotated[
+    str | None, typer.Option(help="Moderation of its requests: off, score or block.")
+]
+PiiOption = Annotated[
+    str | None, typer.Option(help="Personal data in its requests: off, flag or redact.")
+]
+ClearSafety = Annotated[bool, typer.Option(help="Drop its own policy: back to the configured one.")]
+
+
+def safety_values(**values: str | None) -> SafetyValues | None:
+    """The content-policy options given, as the stored shape; None when none was given."""
+    return _own_values(SafetyValues, values)
+
+
+def describe_safety(values: dict[str, Any] | None) -> str:
+    """A key's or a user's own policy; "defaults": the configured one."""
+    return _describe_own(SafetyValues, values)
+
+
+def _own_values(model: type[Own], values: dict[str, Any]) -> Own | None:
     given = {name: value for name, value in values.items() if value is not None}
     if not given:
         return None
     try:
-        return LimitValues(**given)
+        return model(**given)
     except ValidationError as exc:
         problem = exc.errors()[0]
         raise typer.BadParameter(f"--{problem['loc'][0]}: {problem['msg']}") from None
 
 
-def describe_limits(values: dict[str, Any] | None) -> str:
-    return ", ".join(f"{name}={value}" for name, value in (values or {}).items()) or "defaults"
+def _describe_own(model: type[BaseModel], values: dict[str, Any] | None) -> str:
+    # In the model's order: PostgreSQL's JSONB keeps an object's keys in an order of its own.
+    values = values or {}
+    shown = [f"{name}={values[name]}" for name in model.model_fields if name in values]
+    return ", ".join(shown) or "defaults"
 
 
 def describe_budget(budget: Budget) -> str:

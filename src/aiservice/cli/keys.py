@@ -1,26 +1,33 @@
 """`aiservice keys …`: API keys of the configured database's users. A key is shown once, when
 it is created: the secret goes to stdout alone, so that a script can capture it, and the
-words around it to stderr. `keys limits` is with the other rate-limit commands, in limits.py."""
+words around it to stderr. `keys limits` is with the other rate-limit commands, in limits.py;
+`keys safety` is here, its twin `users safety` in users.py."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from aiservice.cli.common import (
+    ClearSafety,
     ConfigOption,
+    ModerationOption,
+    PiiOption,
     check_budget_options,
     describe_limits,
+    describe_safety,
     err,
     limit_values,
     out,
     print_table,
+    safety_values,
     set_key_budget,
     when,
     with_accounts,
 )
+from aiservice.governance.accounts import Accounts
 
 keys_app = typer.Typer(help="API keys (Bearer), owned by users.", no_args_is_help=True)
 
@@ -48,17 +55,20 @@ def keys_create(
     max_priority: Annotated[
         str | None, typer.Option(help="Highest priority an x-priority header may ask for.")
     ] = None,
+    moderation: ModerationOption = None,
+    pii: PiiOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create an API key for a user and print it (it is not shown again). Rate limits not
-    given follow the configured defaults."""
+    """Create an API key for a user and print it (it is not shown again). Rate limits and
+    content policy not given follow the configured defaults."""
     if budget is not None:
         check_budget_options(budget, budget_period)  # before the key exists
     own = limit_values(
         rpm=rpm, rpd=rpd, tpm=tpm, tpd=tpd, burst=burst, priority=priority,
         max_priority=max_priority,
     )  # fmt: skip
-    new = with_accounts(config, lambda a: a.create_key(email, name, own))
+    policy = safety_values(moderation=moderation, pii=pii)
+    new = with_accounts(config, lambda a: a.create_key(email, name, own, policy))
     err.print(
         f"Created {new.key.id} ({new.key.name}) for {email}. Store it now, it is not shown again:",
         soft_wrap=True,
@@ -73,7 +83,7 @@ def keys_list(
     email: Annotated[str | None, typer.Argument()] = None, config: ConfigOption = None
 ) -> None:
     """List API keys, of one user or of everyone."""
-    table = Table("id", "user", "name", "key", "created", "revoked", "rate limits")
+    table = Table("id", "user", "name", "key", "created", "revoked", "rate limits", "safety")
     for key, user in with_accounts(config, lambda a: a.keys(email)):
         revoked = when(key.revoked_at) if key.revoked_at else ""
         table.add_row(
@@ -84,6 +94,7 @@ def keys_list(
             when(key.created_at),
             revoked,
             describe_limits(key.rate_limits),
+            describe_safety(key.safety),
         )
     print_table(table)
 
@@ -93,3 +104,23 @@ def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
     """Revoke an API key: it stops working at once."""
     with_accounts(config, lambda a: a.revoke_key(key_id))
     out.print(f"Revoked {key_id}.", soft_wrap=True)
+
+
+@keys_app.command("safety")
+def keys_safety(
+    key_id: str,
+    moderation: ModerationOption = None,
+    pii: PiiOption = None,
+    clear: ClearSafety = False,
+    config: ConfigOption = None,
+) -> None:
+    """Show a key's own content policy, or set it (it replaces its earlier own values, and
+    wins over its user's)."""
+    policy = safety_values(moderation=moderation, pii=pii)
+
+    async def show_or_set(accounts: Accounts) -> dict[str, Any] | None:
+        if policy is None and not clear:
+            return (await accounts.key(key_id))[0].safety
+        return (await accounts.set_key_safety(key_id, policy))[0].safety
+
+    out.print(f"{key_id}: {describe_safety(with_accounts(config, show_or_set))}", soft_wrap=True)

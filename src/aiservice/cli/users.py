@@ -8,7 +8,21 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from aiservice.cli.common import ConfigOption, out, print_table, when, with_accounts, yes
+from aiservice.cli.common import (
+    ClearSafety,
+    ConfigOption,
+    ModerationOption,
+    PiiOption,
+    describe_safety,
+    out,
+    print_table,
+    safety_values,
+    when,
+    with_accounts,
+    yes,
+)
+from aiservice.governance.accounts import Accounts
+from aiservice.store.tables import User
 
 users_app = typer.Typer(
     help="Users (they log in with Basic auth and own API keys).", no_args_is_help=True
@@ -32,10 +46,15 @@ def users_add(
 @users_app.command("list")
 def users_list(config: ConfigOption = None) -> None:
     """List users."""
-    table = Table("id", "email", "admin", "disabled", "created")
+    table = Table("id", "email", "admin", "disabled", "created", "safety")
     for user in with_accounts(config, lambda a: a.users()):
         table.add_row(
-            user.id, user.email, yes(user.is_admin), yes(user.disabled), when(user.created_at)
+            user.id,
+            user.email,
+            yes(user.is_admin),
+            yes(user.disabled),
+            when(user.created_at),
+            describe_safety(user.safety),
         )
     print_table(table)
 
@@ -45,3 +64,24 @@ def users_disable(email: str, config: ConfigOption = None) -> None:
     """Disable a user: their password and keys stop working at once."""
     user = with_accounts(config, lambda a: a.disable_user(email))
     out.print(f"Disabled {user.email}.", soft_wrap=True)
+
+
+@users_app.command("safety")
+def users_safety(
+    email: str,
+    moderation: ModerationOption = None,
+    pii: PiiOption = None,
+    clear: ClearSafety = False,
+    config: ConfigOption = None,
+) -> None:
+    """Show a user's own content policy (their logins and keys; a key's own values win over
+    it), or set it (it replaces their earlier own values)."""
+    policy = safety_values(moderation=moderation, pii=pii)
+
+    async def show_or_set(accounts: Accounts) -> User:
+        if policy is None and not clear:
+            return await accounts.user(email)
+        return await accounts.set_user_safety(email, policy)
+
+    user = with_accounts(config, show_or_set)
+    out.print(f"{user.email}: {describe_safety(user.safety)}", soft_wrap=True)

@@ -11,9 +11,10 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import BaseModel
 
 from aiservice.errors import InvalidRequest, NotFound
-from aiservice.settings import LimitValues
+from aiservice.settings import LimitValues, SafetyValues
 from aiservice.store.accounts import AccountStore, DuplicateEmail
 from aiservice.store.tables import ApiKey, User
 
@@ -36,6 +37,9 @@ class Principal:
     # Their own rate limits over the configured defaults (None: the defaults).
     key_limits: dict[str, Any] | None = None
     user_limits: dict[str, Any] | None = None
+    # Their own content policy, SafetyValues without its unset fields (None: none of their own).
+    key_safety: dict[str, Any] | None = None
+    user_safety: dict[str, Any] | None = None
 
 
 MASTER = Principal(owner="admin", is_admin=True)
@@ -97,7 +101,11 @@ class Accounts:
         return user
 
     async def create_key(
-        self, email: str, name: str = "default", rate_limits: LimitValues | None = None
+        self,
+        email: str,
+        name: str = "default",
+        rate_limits: LimitValues | None = None,
+        safety: SafetyValues | None = None,
     ) -> NewKey:
         name = name.strip()
         if not name or len(name) > 128:
@@ -114,7 +122,8 @@ class Accounts:
             key_hint=f"{secret[:5]}…{secret[-4:]}",
             created_at=int(time.time()),
             revoked_at=None,
-            rate_limits=_stored_limits(rate_limits),
+            rate_limits=_own_values(rate_limits),
+            safety=_own_values(safety),
         )
         await self._store.add_key(key)
         return NewKey(key, secret, user)
@@ -149,7 +158,7 @@ class Accounts:
 
     async def set_key_limits(self, key_id: str, limits: LimitValues | None) -> tuple[ApiKey, User]:
         """Give the key its own rate limits (None: back to the defaults); returns it."""
-        if not await self._store.set_key_limits(key_id, _stored_limits(limits)):
+        if not await self._store.set_key_limits(key_id, _own_values(limits)):
             raise NotFound(f"No key {key_id}.")
         found = await self._store.key_by_id(key_id)
         assert found is not None
@@ -158,7 +167,24 @@ class Accounts:
     async def set_user_limits(self, email: str, limits: LimitValues | None) -> User:
         """Give the user their own rate limits (None: back to the defaults); returns them."""
         email = normalise_email(email)
-        if not await self._store.set_user_limits(email, _stored_limits(limits)):
+        if not await self._store.set_user_limits(email, _own_values(limits)):
+            raise NotFound(f"No user {email}.")
+        user = await self._store.user_by_email(email)
+        assert user is not None
+        return user
+
+    async def set_key_safety(self, key_id: str, safety: SafetyValues | None) -> tuple[ApiKey, User]:
+        """Give the key its own content policy (None: none of its own); returns it."""
+        if not await self._store.set_key_safety(key_id, _own_values(safety)):
+            raise NotFound(f"No key {key_id}.")
+        found = await self._store.key_by_id(key_id)
+        assert found is not None
+        return found
+
+    async def set_user_safety(self, email: str, safety: SafetyValues | None) -> User:
+        """Give the user their own content policy (None: none of their own); returns them."""
+        email = normalise_email(email)
+        if not await self._store.set_user_safety(email, _own_values(safety)):
             raise NotFound(f"No user {email}.")
         user = await self._store.user_by_email(email)
         assert user is not None
@@ -176,6 +202,8 @@ class Accounts:
             key_id=found.key_id,
             key_limits=found.key_limits,
             user_limits=found.user_limits,
+            key_safety=found.key_safety,
+            user_safety=found.user_safety,
         )
 
     async def principal_for_password(self, email: str, password: str) -> Principal | None:
@@ -193,7 +221,11 @@ class Accounts:
                 self._verified.clear()
             self._verified[remembered] = time.monotonic() + _VERIFIED_TTL_S
         return Principal(
-            owner=user.id, is_admin=user.is_admin, email=user.email, user_limits=user.rate_limits
+            owner=user.id,
+            is_admin=user.is_admin,
+            email=user.email,
+            user_limits=user.rate_limits,
+            user_safety=user.safety,
         )
 
 
@@ -207,6 +239,7 @@ def user_view(user: User) -> dict[str, Any]:
         "disabled": user.disabled,
         "created_at": user.created_at,
         "rate_limits": user.rate_limits or {},
+        "safety": user.safety or {},
     }
 
 
@@ -226,14 +259,16 @@ def key_view(key: ApiKey, user: User, secret: str | None = None) -> dict[str, An
         "created_at": key.created_at,
         "revoked_at": key.revoked_at,
         "rate_limits": key.rate_limits or {},
+        "safety": key.safety or {},
     }
     return view
 
 
-def _stored_limits(limits: LimitValues | None) -> dict[str, Any] | None:
-    """Only the values set: the others follow the configured defaults."""
-    values = limits.model_dump(exclude_none=True) if limits is not None else {}
-    return values or None
+def _own_values(values: BaseModel | None) -> dict[str, Any] | None:
+    """Only the values set (rate limits or a content policy): the others follow the
+    configured defaults. Nothing set is stored as NULL."""
+    given = values.model_dump(exclude_none=True) if values is not None else {}
+    return given or None
 
 
 def _verify(password_hash: str, password: str) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiservice.providers.embedding_models import served_configs
 from aiservice.settings import OPENAI_BASE_URL, ModelConfig, Settings
 
 # USD per 1M tokens (input, output), as seed 000 lists them.
@@ -16,6 +17,10 @@ OPENAI_LIST_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60),
     "gpt-4-turbo": (10.00, 30.00),
     "gpt-3.5-turbo": (0.50, 1.50),
+    # Embedding models: input only (OpenAI's price list).
+    "text-embedding-3-small": (0.02, 0.0),
+    "text-embedding-3-large": (0.13, 0.0),
+    "text-embedding-ada-002": (0.10, 0.0),
 }
 
 
@@ -35,8 +40,9 @@ class PriceList:
     """Prices and provider kinds of the configured models, looked up by served model name."""
 
     def __init__(self, settings: Settings):
-        self._prices = {model.name: _price(model) for model in settings.models}
-        self._providers = {model.name: model.provider for model in settings.models}
+        models = served_configs(settings)  # with the bundled embedding model
+        self._prices = {model.name: _price(model) for model in models}
+        self._providers = {model.name: model.provider for model in models}
 
     def price(self, model: str | None) -> Price:
         return self._prices.get(model or "", FREE)

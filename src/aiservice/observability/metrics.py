@@ -52,6 +52,7 @@ class ServiceMetrics:
         self._add_request_metrics(self.registry)
         self._add_upstream_metrics(self.registry)
         self._add_state_gauges(self.registry)
+        self._add_safety_metrics(self.registry)
         # Label children by label values: .labels() validates and locks on every call, and the
         # middleware asks for the same few children on every request.
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -125,6 +126,30 @@ class ServiceMetrics:
             "Background responses queued and not yet taken by a worker.",
             registry=registry,
         )
+
+    def _add_safety_metrics(self, registry: CollectorRegistry) -> None:
+        """What moderation and the PII policy found; the labels never carry content."""
+        self.moderation_flags = Counter(
+            "aiservice_moderation_flagged",
+            "Moderated texts flagged, by category; side is input or output, action is scored "
+            "(reported only) or blocked.",
+            ["category", "side", "action"],
+            registry=registry,
+        )
+        self.pii_findings = Counter(
+            "aiservice_pii_findings",
+            "Personal data found in model requests, by kind; action is flagged or redacted.",
+            ["kind", "action"],
+            registry=registry,
+        )
+
+    def observe_moderation(self, categories: list[str], side: str, action: str) -> None:
+        for category in categories:
+            self._child(self.moderation_flags, category, side, action).inc()
+
+    def observe_pii(self, counts: dict[str, int], action: str) -> None:
+        for kind, count in counts.items():
+            self._child(self.pii_findings, kind, action).inc(count)
 
     def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
         key = (id(metric), *values)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -41,7 +40,6 @@ from aiservice.providers.base import (
     PreparedGeneration,
     PromptMessage,
 )
-from aiservice.providers.breaker import CircuitBreaker
 from aiservice.providers.text_options import refuse_insertion_and_ranking
 from aiservice.providers.upstream_chat import (
     ChatDecoder,
@@ -51,6 +49,7 @@ from aiservice.providers.upstream_chat import (
 )
 from aiservice.providers.upstream_completions import CompletionDecoder, completion_body
 from aiservice.providers.upstream_http import TransportFailure, UpstreamHTTP, UpstreamReply
+from aiservice.providers.upstream_model import model_breaker, started_client
 from aiservice.providers.upstream_responses import ResponsesDecoder, responses_body
 from aiservice.settings import ModelConfig
 from aiservice.tokens import estimate_tokens
@@ -85,13 +84,7 @@ class UpstreamProvider(ChatProvider):
         self.model_id = config.name
         self._client: UpstreamHTTP | None = None
         self.endpoint: str | None = None  # the upstream's chat or responses URL
-        # One circuit per upstream and model name: another model on the same server may work.
-        self.breaker = CircuitBreaker(
-            f"{config.upstream_url}#{config.upstream_name}",
-            config.breaker_failures,
-            config.breaker_reset_s,
-            redis,
-        )
+        self.breaker = model_breaker(config, redis)
 
     @property
     def ready(self) -> bool:
@@ -99,14 +92,7 @@ class UpstreamProvider(ChatProvider):
 
     async def start(self) -> None:
         config = self.config
-        client = UpstreamHTTP(
-            config.upstream_url,
-            connect_s=config.connect_timeout_s,
-            read_s=config.first_byte_timeout_s or config.timeout_s,
-            pool_s=config.timeout_s,
-            api_key=os.environ.get(config.upstream_key_variable),
-        )
-        await client.start()
+        client = await started_client(config)
         self._client = client
         path = upstream_responses.PATH if config.responses_api else upstream_chat.PATH
         self.endpoint = client.url(path)

@@ -7,6 +7,8 @@ import string
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from openai.types.chat import (
     ChatCompletion,
@@ -14,7 +16,7 @@ from openai.types.chat import (
     ChatCompletionMessage,
     ChatCompletionTokenLogprob,
 )
-from openai.types.chat.chat_completion import Choice, ChoiceLogprobs
+from openai.types.chat.chat_completion import Choice, ChoiceLogprobs, Moderation
 from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_chunk import (
     ChoiceDelta,
@@ -22,6 +24,7 @@ from openai.types.chat.chat_completion_chunk import (
     ChoiceDeltaToolCallFunction,
 )
 from openai.types.chat.chat_completion_chunk import ChoiceLogprobs as ChunkLogprobs
+from openai.types.chat.chat_completion_chunk import Moderation as ChunkModeration
 from openai.types.chat.chat_completion_message_function_tool_call import (
     ChatCompletionMessageFunctionToolCall,
     Function,
@@ -29,7 +32,9 @@ from openai.types.chat.chat_completion_message_function_tool_call import (
 from openai.types.chat.chat_completion_token_logprob import TopLogprob
 from openai.types.completion_usage import CompletionUsage
 
+from aiservice.governance.accounts import Principal
 from aiservice.metering.meter import current_meter, metered
+from aiservice.privacy.redaction import Redactor
 from aiservice.providers.base import (
     ChoiceFinished,
     FinishReason,
@@ -40,7 +45,16 @@ from aiservice.providers.base import (
     Usage,
 )
 from aiservice.providers.registry import ModelRegistry
+from aiservice.services.chat_pii import (
+    message_texts,
+    redacted_request,
+    restored_chunks,
+    restored_completion,
+)
 from aiservice.services.chat_request import ChatCompletionRequest
+from aiservice.services.content_guard import ContentGuard
+from aiservice.services.moderated_generation import ModerationReport
+from aiservice.services.pii_screen import offloaded
 from aiservice.services.stored_completions import StoredCompletions
 
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -60,25 +74,40 @@ class PreparedChat:
     owner: str
     request: ChatCompletionRequest
     generation: PreparedGeneration
+    moderation: ModerationReport | None = None  # a moderated request's findings
+    redactor: Redactor | None = None  # with the PII policy `redact`: restores the answer
 
 
 class ChatCompletionService:
     """Create chat completions on whichever provider serves the requested model."""
 
-    def __init__(self, registry: ModelRegistry, stored: StoredCompletions):
+    def __init__(self, registry: ModelRegistry, stored: StoredCompletions, guard: ContentGuard):
         self._registry = registry
         self._stored = stored
+        self._guard = guard
 
-    async def prepare(self, request: ChatCompletionRequest, owner: str) -> PreparedChat:
-        """Resolve the model and check the request; every refusal is raised here."""
+    async def prepare(
+        self, request: ChatCompletionRequest, owner: str, principal: Principal | None = None
+    ) -> PreparedChat:
+        """Resolve the model and check the request (moderation in block mode included);
+        every refusal is raised here. `principal` names the operator's policy for the caller
+        (None: the configured defaults)."""
         meter = current_meter()
         if meter is not None:
             meter.requested(request.model, request.metadata)
         served = self._registry.resolve(request.model)
-        generation = metered(
-            await served.provider.prepare_chat(request.to_generation(served.served_by))
+        policy = self._guard.policy(request.moderation, principal)
+        texts = message_texts(request)
+        redactor = await self._guard.pii.redactor(policy.pii, texts)
+        if redactor is not None:  # what the model and the store see from here on
+            request = await offloaded(texts, partial(redacted_request, request, redactor))
+            self._guard.pii.redacted(redactor)
+        report = await self._guard.check_input(policy, request.user_text, "messages")
+        generation = await served.provider.prepare_chat(request.to_generation(served.served_by))
+        generation = metered(self._guard.moderated(generation, policy, report))
+        return PreparedChat(
+            new_completion_id(), int(time.time()), owner, request, generation, report, redactor
         )
-        return PreparedChat(new_completion_id(), int(time.time()), owner, request, generation)
 
     async def complete(self, chat: PreparedChat) -> ChatCompletion:
         choices: dict[int, _ChoiceAccumulator] = {}
@@ -91,11 +120,18 @@ class ChatCompletionService:
         completion = _completion(chat, choices, usage)
         if chat.request.store:
             await self._stored.save(chat.owner, chat.request, completion)
+        if chat.redactor is not None:
+            return restored_completion(completion, chat.redactor)
         return completion
 
-    async def stream(self, chat: PreparedChat) -> AsyncIterator[ChatCompletionChunk]:
+    def stream(self, chat: PreparedChat) -> AsyncIterator[ChatCompletionChunk]:
         """OpenAI's chunk sequence: a role chunk per choice, content deltas, a finish chunk,
-        then (with `stream_options.include_usage`) one last chunk with no choices and the usage."""
+        (for a moderated request) a chunk with no choices and the moderation, then (with
+        `stream_options.include_usage`) one last chunk with no choices and the usage."""
+        chunks = self._chunks(chat)
+        return chunks if chat.redactor is None else restored_chunks(chunks, chat.redactor)
+
+    async def _chunks(self, chat: PreparedChat) -> AsyncIterator[ChatCompletionChunk]:
         options = chat.request.stream_options
         include_usage = bool(options and options.include_usage)
         chunk = _ChunkMaker(chat, include_usage)
@@ -109,6 +145,8 @@ class ChatCompletionService:
                     await self._stored.save(
                         chat.owner, chat.request, _completion(chat, stored, event)
                     )
+                if chat.moderation is not None:  # the findings, once the output is known
+                    yield chunk.make([], moderation=chat.moderation.chat_body())
                 if include_usage:
                     yield chunk.make([], usage=_usage(event))
                 continue
@@ -182,7 +220,10 @@ class _ChunkMaker:
         self._include_usage = include_usage
 
     def make(
-        self, choices: list[ChunkChoice], usage: CompletionUsage | None = None
+        self,
+        choices: list[ChunkChoice],
+        usage: CompletionUsage | None = None,
+        moderation: dict[str, Any] | None = None,
     ) -> ChatCompletionChunk:
         chunk = ChatCompletionChunk(
             id=self._id,
@@ -191,6 +232,8 @@ class _ChunkMaker:
             model=self._model,
             choices=choices,
         )
+        if moderation is not None:
+            chunk.moderation = ChunkModeration.model_validate(moderation)
         if self._include_usage:
             chunk.usage = usage  # null on every chunk but the last, as OpenAI sends it
         return chunk
@@ -211,7 +254,7 @@ class _ChunkMaker:
 def _completion(
     chat: PreparedChat, choices: dict[int, _ChoiceAccumulator], usage: Usage
 ) -> ChatCompletion:
-    return ChatCompletion(
+    completion = ChatCompletion(
         id=chat.id,
         object="chat.completion",
         created=chat.created,
@@ -219,6 +262,9 @@ def _completion(
         choices=[choices[i].as_choice(i) for i in sorted(choices)],
         usage=_usage(usage),
     )
+    if chat.moderation is not None:
+        completion.moderation = Moderation.model_validate(chat.moderation.chat_body())
+    return completion
 
 
 def _usage(usage: Usage) -> CompletionUsage:

@@ -25,6 +25,7 @@ from aiservice.providers.base import (
     ToolCall,
 )
 from aiservice.services.metadata import Metadata
+from aiservice.services.moderation_param import ModerationParam
 from aiservice.services.request_limits import MAX_CONTENT_PARTS, MAX_MESSAGES
 
 log = logging.getLogger(__name__)
@@ -201,6 +202,13 @@ class ChatCompletionRequest(_Lenient):
     parallel_tool_calls: bool | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
+    moderation: ModerationParam | None = None
+
+    @property
+    def user_text(self) -> str:
+        """What the users wrote, the part of the input that moderation checks (system and
+        developer messages are the application's, the others are earlier outputs)."""
+        return "\n".join(m.text() for m in self.messages if m.role == "user")
 
     @property
     def output_token_cap(self) -> int | None:

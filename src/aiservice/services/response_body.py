@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiservice.providers.base import Usage
+from aiservice.services.moderated_generation import ModerationReport
 from aiservice.services.response_items import Item
 from aiservice.services.response_request import ResponseRequest
 from aiservice.store.response_status import ResponseStatus
@@ -31,6 +32,7 @@ class ResponseState:
     error: dict[str, str] | None = None
     incomplete_reason: str | None = None
     completed_at: int | None = None
+    moderation: ModerationReport | None = None  # a moderated response's findings
 
     def body(self) -> Body:
         request = self.request
@@ -87,6 +89,8 @@ class ResponseState:
             body["user"] = request.user
         if request.conversation_id is not None:
             body["conversation"] = {"id": request.conversation_id}
+        if self.moderation is not None:
+            body["moderation"] = self.moderation.response_body()
         return body
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from aiservice.errors import ParameterConflict, UnknownParameter
 from aiservice.services.metadata import Metadata
+from aiservice.services.moderation_param import ModerationParam
 from aiservice.services.request_limits import MAX_CONTENT_PARTS, MAX_INPUT_ITEMS
 
 # Every parameter the official SDK can send; see chat_request.KNOWN_PARAMETERS for why.
@@ -201,6 +202,7 @@ class ResponseRequest(_ResponseInput):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     max_tool_calls: int | None = Field(default=None, ge=1)
     service_tier: str | None = None
+    moderation: ModerationParam | None = None
 
     @model_validator(mode="after")
     def _background_is_stored(self) -> ResponseRequest:

@@ -31,6 +31,10 @@ _FINAL_EVENT = {
 FINAL_EVENT_TYPES = frozenset(_FINAL_EVENT.values())
 
 
+# A generation's finish that leaves a response incomplete, and the reason it then gives.
+_INCOMPLETE_REASON = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
 class ResponseRun:
     """Turns generation events into response events; `state` holds the response throughout."""
 
@@ -75,7 +79,8 @@ class ResponseRun:
                     if event.index != 0:
                         continue
                     finish = event.finish_reason
-                    for out in self._close_message("incomplete" if finish == "length" else None):
+                    ended_early = finish in ("length", "content_filter")
+                    for out in self._close_message("incomplete" if ended_early else None):
                         yield out
                     for call in event.tool_calls or []:
                         for out in self._function_call(call):
@@ -95,9 +100,9 @@ class ResponseRun:
             return
         state.usage = usage
         state.completed_at = int(time.time())
-        if finish == "length":
+        if finish in _INCOMPLETE_REASON:
             state.status = ResponseStatus.INCOMPLETE
-            state.incomplete_reason = "max_output_tokens"
+            state.incomplete_reason = _INCOMPLETE_REASON[finish]
         else:
             state.status = ResponseStatus.COMPLETED
         yield self._event(_FINAL_EVENT[state.status], response=state.body())

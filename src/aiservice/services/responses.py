@@ -8,10 +8,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from aiservice.errors import ContextLengthExceeded, InvalidRequest, NotFound
+from aiservice.governance.accounts import Principal
 from aiservice.metering.meter import Meter, current_meter, metered
+from aiservice.privacy.redaction import Redactor
 from aiservice.providers.base import (
     FunctionTool,
     GenerationRequest,
@@ -20,12 +23,17 @@ from aiservice.providers.base import (
     PromptMessage,
 )
 from aiservice.providers.registry import ModelRegistry
+from aiservice.services.content_guard import ContentGuard
+from aiservice.services.content_policy import ContentPolicy
 from aiservice.services.conversations import ConversationService
 from aiservice.services.event_hub import EventHub
 from aiservice.services.item_references import resolve_references
+from aiservice.services.moderation_param import ModerationParam
+from aiservice.services.pii_screen import offloaded
 from aiservice.services.queries import Page
 from aiservice.services.response_body import Body, ResponseState
 from aiservice.services.response_items import Item, new_id, prompt_messages, stored_input_items
+from aiservice.services.response_pii import item_texts, redacted_items, restored, restored_events
 from aiservice.services.response_request import (
     InputTokensRequest,
     ResponseRequest,
@@ -56,6 +64,7 @@ class PreparedResponse:
     input_items: list[Item]
     state: ResponseState
     generation: PreparedGeneration
+    redactor: Redactor | None = None  # with the PII policy `redact`: restores the answer
 
 
 class ResponseService:
@@ -67,6 +76,7 @@ class ResponseService:
         store: ResponseStore,
         conversations: ConversationService,
         conversation_store: ConversationStore,
+        guard: ContentGuard,
         retention_days: int,
         on_enqueued: Callable[[], None] = lambda: None,
         on_cancelled: Callable[[str], None] = lambda _id: None,
@@ -76,6 +86,7 @@ class ResponseService:
         self._store = store
         self._conversations = conversations
         self._conversation_store = conversation_store
+        self._guard = guard
         self.event_hub = EventHub()
         self._poll_s = poll_s
         self._retention_s = retention_days * 86400 if retention_days else None
@@ -85,23 +96,55 @@ class ResponseService:
 
     # --- create -----------------------------------------------------------------------------
 
-    async def prepare(self, request: ResponseRequest, owner: str) -> PreparedResponse:
-        """Resolve the model and the chain and check the request; every refusal is raised here."""
+    async def prepare(
+        self, request: ResponseRequest, owner: str, principal: Principal | None = None
+    ) -> PreparedResponse:
+        """Resolve the model and the chain and check the request (moderation in block mode
+        included); every refusal is raised here. `principal` names the operator's content
+        policy for the caller (None: the configured defaults)."""
         _meter_request(request)
         input_items = await self._input_items(request, owner)
+        policy = self._guard.policy(request.moderation, principal)
+        request, input_items, redactor = await self._screened(policy, request, input_items)
         state = ResponseState(new_id("resp"), int(time.time()), request, request.model)
+        state.moderation = await self._guard.check_input(policy, _user_text(input_items), "input")
         generation = await self._generation(request, owner, input_items)
+        generation = self._guard.moderated(generation, policy, state.moderation)
         state.model = generation.model
-        return PreparedResponse(owner, request, input_items, state, generation)
+        return PreparedResponse(owner, request, input_items, state, generation, redactor)
+
+    async def _screened(
+        self, policy: ContentPolicy, request: ResponseRequest, items: list[Item]
+    ) -> tuple[ResponseRequest, list[Item], Redactor | None]:
+        """The request and input items as the model and the store may see them (PII)."""
+        texts = item_texts(items) + ([request.instructions] if request.instructions else [])
+        redactor = await self._guard.pii.redactor(policy.pii, texts)
+        if redactor is None:
+            return request, items, None
+        items = await offloaded(texts, partial(redacted_items, items, redactor))
+        if request.instructions:
+            request = request.model_copy(
+                update={"instructions": redactor.redact(request.instructions)}
+            )
+        self._guard.pii.redacted(redactor)
+        return request, items, redactor
 
     async def complete(self, prepared: PreparedResponse) -> Body:
         state = await final_state(ResponseRun(prepared.state, prepared.generation))
         await self._keep(prepared, state)
+        if prepared.redactor is not None:
+            return restored(state.body(), prepared.redactor)
         return state.body()
 
-    async def stream(self, prepared: PreparedResponse) -> AsyncIterator[Event]:
+    def stream(self, prepared: PreparedResponse) -> AsyncIterator[Event]:
         """The event sequence; a stored response is written once it has ended, before its
         last event, so a client gone earlier leaves nothing half-written."""
+        events = self._events(prepared)
+        if prepared.redactor is None:
+            return events
+        return restored_events(events, prepared.redactor)
+
+    async def _events(self, prepared: PreparedResponse) -> AsyncIterator[Event]:
         run = ResponseRun(prepared.state, prepared.generation)
         for event in run.opening():
             yield event
@@ -110,11 +153,19 @@ class ResponseService:
                 await self._keep(prepared, run.state)
             yield event
 
-    async def enqueue(self, request: ResponseRequest, owner: str) -> Body:
+    async def enqueue(
+        self, request: ResponseRequest, owner: str, principal: Principal | None = None
+    ) -> Body:
         """Store a background response as `queued`; a worker runs it (and writes its usage
-        record when it ends)."""
+        record when it ends) under the content policy it was accepted with."""
         meter = _meter_request(request)
         input_items = await self._input_items(request, owner)
+        policy = self._guard.policy(request.moderation, principal)
+        request, input_items, _ = await self._screened(policy, request, input_items)
+        await self._guard.check_input(policy, _user_text(input_items), "input")
+        if policy.moderated:
+            kept = ModerationParam.model_validate(policy.as_param())
+            request = request.model_copy(update={"moderation": kept})
         # Prepared and dropped: what a worker would refuse (too long, a bad schema) is refused
         # now, with a status code, rather than later as a failed job.
         generation = await self._generation(request, owner, input_items)
@@ -219,7 +270,12 @@ class ResponseService:
         """The generation of a claimed job, from what was stored when it was enqueued."""
         request = ResponseRequest.model_validate(row.request)
         state = ResponseState(row.id, row.created_at, request, row.model)
+        policy = self._guard.policy(request.moderation, None)
+        state.moderation = await self._guard.check_input(
+            policy, _user_text(row.input_items), "input"
+        )
         generation = await self._generation(request, row.owner, row.input_items)
+        generation = self._guard.moderated(generation, policy, state.moderation)
         state.model = generation.model
         return PreparedResponse(row.owner, request, row.input_items, state, generation)
 
@@ -448,6 +504,11 @@ def _output_format(request: _ResponseInput) -> OutputFormat | None:
     if text_format.type == "json_object":
         return OutputFormat("json_object")
     return OutputFormat("json_schema", text_format.schema_)
+
+
+def _user_text(items: list[Item]) -> str:
+    """What the users wrote in this request's input: what moderation checks."""
+    return "\n".join(m.content for m in prompt_messages(items) if m.role == "user")
 
 
 def _request_document(request: ResponseRequest) -> dict[str, Any]:

@@ -30,7 +30,10 @@ from aiservice.observability.tracing import RequestTracing, tracing_from_environ
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.background import BackgroundWorker, WorkerSettings
 from aiservice.services.chat_completions import ChatCompletionService
+from aiservice.services.content_guard import ContentGuard
 from aiservice.services.conversations import ConversationService
+from aiservice.services.embeddings import EmbeddingService
+from aiservice.services.moderations import ModerationService
 from aiservice.services.responses import ResponseService
 from aiservice.services.stored_completions import StoredCompletions
 from aiservice.services.text_completions import TextCompletionService
@@ -65,6 +68,8 @@ class AppServices:
     usage: UsageStore
     metrics: ServiceMetrics
     admission: RequestAdmission
+    embeddings: EmbeddingService
+    moderations: ModerationService
     budgets: Budgets = field(init=False)  # built on the ledger, below
     master_key: MasterKey | None = None  # set in the lifespan
     tracing: RequestTracing | None = None  # with OTEL_EXPORTER_OTLP_ENDPOINT
@@ -79,17 +84,22 @@ def build_services(settings: Settings) -> AppServices:
     conversation_store = ConversationStore(database)
     conversations = ConversationService(conversation_store, response_store)
     usage = UsageStore(database)
+    metrics = ServiceMetrics()
+    moderations = ModerationService(settings.moderation)
+    guard = ContentGuard(moderations, settings, metrics if settings.metrics_enabled else None)
     services = AppServices(
         registry=registry,
         database=database,
-        chat_completions=ChatCompletionService(registry, stored),
+        chat_completions=ChatCompletionService(registry, stored, guard),
         text_completions=TextCompletionService(registry),
+        embeddings=EmbeddingService(registry),
         stored_completions=stored,
         responses=ResponseService(
             registry,
             response_store,
             conversations,
             conversation_store,
+            guard,
             settings.retention_days,
             poll_s=settings.worker_poll_s,
         ),
@@ -104,8 +114,9 @@ def build_services(settings: Settings) -> AppServices:
             batch_size=settings.ledger_batch_size,
         ),
         usage=usage,
-        metrics=ServiceMetrics(),
+        metrics=metrics,
         admission=_admission(settings),
+        moderations=moderations,
     )
     services.budgets = build_budgets(settings, database, services.ledger)
     if settings.metrics_enabled:
@@ -177,6 +188,8 @@ class ServiceRuntime:
         else:
             loading = _load_models(services.registry, freeze_heap)
             self._background.append(asyncio.create_task(loading))
+        if settings.moderation.mode != "off":  # every request is moderated: load it now
+            self._background.append(asyncio.create_task(_load_classifier(services)))
         self._background.append(
             asyncio.create_task(_purge_periodically(services, settings.purge_interval_s))
         )
@@ -223,6 +236,7 @@ class ServiceRuntime:
         if self.services.tracing is not None:
             await self.services.tracing.close()  # after the ledger's last records
         await self.services.registry.close()
+        await self.services.moderations.close()
         await self.services.database.close()
 
 
@@ -245,6 +259,13 @@ async def _load_models(registry: ModelRegistry, freeze_heap: bool) -> None:
         log.error(
             "model loading failed", extra={"error_type": type(exc).__name__, "error": str(exc)}
         )
+
+
+async def _load_classifier(services: AppServices) -> None:
+    try:
+        await services.moderations.start()
+    except Exception as exc:  # loaded again on first use; that attempt reports its error
+        log.error("moderation classifier loading failed", extra={"error_type": type(exc).__name__})
 
 
 async def _purge_periodically(services: AppServices, interval_s: float) -> None:

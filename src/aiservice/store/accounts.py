@@ -93,6 +93,20 @@ class AccountStore:
             )
             return result.rowcount > 0
 
+    async def set_key_safety(self, key_id: str, safety: dict[str, Any] | None) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(ApiKey).where(ApiKey.id == key_id).values(safety=safety)
+            )
+            return result.rowcount > 0
+
+    async def set_user_safety(self, email: str, safety: dict[str, Any] | None) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(User).where(User.email == email).values(safety=safety)
+            )
+            return result.rowcount > 0
+
     async def active_key(self, key_hash: str) -> ActiveKey | None:
         """The unrevoked key with this hash and its enabled owner: only the columns a request
         needs, as plain values (store/key_lookup.py: every request with a key asks)."""

@@ -25,7 +25,16 @@ from aiservice.store.tables import ApiKey, User
 
 # Written once, with the tables' own columns; compiled below to each driver's SQL text.
 _ACTIVE_KEY = (
-    select(ApiKey.id, ApiKey.rate_limits, User.id, User.is_admin, User.email, User.rate_limits)
+    select(
+        ApiKey.id,
+        ApiKey.rate_limits,
+        ApiKey.safety,
+        User.id,
+        User.is_admin,
+        User.email,
+        User.rate_limits,
+        User.safety,
+    )
     .join(User, User.id == ApiKey.user_id)
     .where(
         ApiKey.key_hash == bindparam("key_hash"),
@@ -45,6 +54,8 @@ class ActiveKey(NamedTuple):
     is_admin: bool
     email: str
     user_limits: dict[str, Any] | None
+    key_safety: dict[str, Any] | None
+    user_safety: dict[str, Any] | None
 
 
 class KeyLookup:
@@ -71,9 +82,16 @@ class KeyLookup:
             row = await pool.fetchrow(_POSTGRES, key_hash)
         if row is None:
             return None
-        key_id, key_limits, user_id, is_admin, email, user_limits = row
+        key_id, key_limits, key_safety, user_id, is_admin, email, user_limits, user_safety = row
         return ActiveKey(
-            key_id, _json(key_limits), user_id, bool(is_admin), email, _json(user_limits)
+            key_id=key_id,
+            key_limits=_json(key_limits),
+            user_id=user_id,
+            is_admin=bool(is_admin),
+            email=email,
+            user_limits=_json(user_limits),
+            key_safety=_json(key_safety),
+            user_safety=_json(user_safety),
         )
 
     async def close(self) -> None:

@@ -75,6 +75,9 @@ class User(Base):
     # Rate limits of all the user's requests together, over the configured defaults:
     # {"rpm", "rpd", "tpm", "tpd", "burst", "priority", "max_priority"}; None: the defaults.
     rate_limits: Mapped[dict[str, Any] | None] = mapped_column(Document)
+    # Content policy over the configured one: {"moderation", "pii"} (settings.SafetyValues,
+    # only the fields set); None: the configured policy.
+    safety: Mapped[dict[str, Any] | None] = mapped_column(Document)
 
 
 class ApiKey(Base):
@@ -93,6 +96,8 @@ class ApiKey(Base):
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
     # This key's own rate limits over the configured defaults (same shape as the user's).
     rate_limits: Mapped[dict[str, Any] | None] = mapped_column(Document)
+    # This key's own content policy (same shape as the user's); it wins over the user's.
+    safety: Mapped[dict[str, Any] | None] = mapped_column(Document)
 
 
 class StoredResponse(Base):

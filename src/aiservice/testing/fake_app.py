@@ -30,7 +30,9 @@ from aiservice.testing.delivery import (
     send_answer,
     send_faulty,
 )
+from aiservice.testing.embedding_replies import embedding_items, embedding_list
 from aiservice.testing.faults import Fault, FaultQueue
+from aiservice.testing.moderation_replies import moderation_answer
 from aiservice.testing.recording import RequestLog
 from aiservice.testing.response_replies import plan_response, response_events, response_object
 from aiservice.testing.wire import Body, ReplySource
@@ -76,7 +78,9 @@ class FakeUpstreamApp:
             ("POST", "/v1/chat/completions"): self._chat_completions,
             ("POST", "/v1/completions"): self._completions,
             ("POST", "/v1/responses"): self._responses,
+            ("POST", "/v1/embeddings"): self._embeddings,
             ("GET", "/v1/models"): self._models,
+            ("POST", "/v1/moderations"): self._moderations,
         }
 
     def serving(self) -> None:
@@ -136,6 +140,8 @@ class FakeUpstreamApp:
             return error_answer(400, "messages must be a list", param="messages")
         if path == "/v1/completions" and not _is_prompt(body.get("prompt")):
             return error_answer(400, "prompt must be a string or a list", param="prompt")
+        if path == "/v1/embeddings" and embedding_items(body.get("input")) is None:
+            return error_answer(400, "input must be a non-empty string or list", param="input")
         return None
 
     def _chat_completions(self, incoming: Incoming) -> Answer:
@@ -163,6 +169,12 @@ class FakeUpstreamApp:
         if body.get("stream") is True:
             return Answer(events=[*map(named_event, response_events(body, reply, serial, created))])
         return json_answer(response_object(body, reply, serial, created))
+
+    def _embeddings(self, incoming: Incoming) -> Answer:
+        return json_answer(embedding_list(incoming.body))
+
+    def _moderations(self, incoming: Incoming) -> Answer:
+        return json_answer(moderation_answer(incoming.body, next(self._serials)))
 
     def _models(self, incoming: Incoming) -> Answer:
         return json_answer({"object": "list", "data": [_model(m) for m in self.behaviour.models]})
