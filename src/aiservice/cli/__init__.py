@@ -10,6 +10,7 @@ import typer
 
 from aiservice.cli.budgets import alerts_app, budgets_app
 from aiservice.cli.chat import chat_command
+from aiservice.cli.email import email_app
 from aiservice.cli.keys import keys_app
 from aiservice.cli.limits import keys_limits, limits_app, users_limits
 from aiservice.cli.server import db_app, purge, serve, worker_command
@@ -41,3 +42,4 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(budgets_app, name="budgets")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(limits_app, name="limits")
+app.add_typer(email_app, name="email")
