@@ -14,6 +14,7 @@ from aiservice.api import (
     chat_completions,
     completions,
     conversations,
+    email_routes,
     embeddings,
     health,
     metrics,
@@ -48,6 +49,7 @@ ROUTERS = (
     admin.router,
     budgets.router,
     seed_routes.router,
+    email_routes.router,
     usage.router,
 )
 

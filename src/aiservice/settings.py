@@ -232,6 +232,17 @@ class PiiConfig(BaseModel):
     default_region: str = Field(default="FR", min_length=2, max_length=2)
 
 
+class EmailConfig(BaseModel):
+    """`[email]`: the e-mail assistant (docs/email.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # A directory of prompt templates named after their features (classification.txt, ...),
+    # each replacing the bundled one; a relative path is read from `home`. A feature without
+    # a file there keeps the bundled template.
+    templates_dir: Path | None = None
+
+
 def _default_models() -> list[ModelConfig]:
     models = [ModelConfig(name=DEFAULT_LOCAL_MODEL, provider="local")]
     if os.environ.get("OPENAI_API_KEY"):
@@ -306,6 +317,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
     moderation: ModerationConfig = Field(default_factory=ModerationConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
+    email: EmailConfig = Field(default_factory=EmailConfig)
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Extra names answered by a configured model, used only when no model has that name.
     aliases: dict[str, str] = Field(default_factory=_default_aliases)

@@ -12,6 +12,7 @@ import uuid
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aiservice.api.email_routes import EMAIL_ROUTES
 from aiservice.api.error_handlers import error_body, error_response
 from aiservice.errors import InternalError, RequestTooLarge
 from aiservice.metering.ledger import UsageLedger
@@ -33,6 +34,7 @@ METERED_ROUTES = frozenset(
         ("POST", "/api/ai/chat/completions"),
         ("POST", "/v1/responses"),
     }
+    | EMAIL_ROUTES
 )
 
 

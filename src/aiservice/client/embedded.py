@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from aiservice.metering.meter import Meter
     from aiservice.services.chat_completions import PreparedChat
+    from aiservice.services.email_requests import EmailOptions
     from aiservice.services.queries import CompletionFilter, MetadataUpdate, Page
     from aiservice.services.runtime import AppServices, ServiceRuntime
 
@@ -48,24 +49,33 @@ class EmbeddedService:
     # The calls. Each runs on the private loop; errors become AIServiceError.
 
     def create(self, params: dict[str, Any]) -> dict[str, Any]:
-        from aiservice.metering.meter import metering
-
         async def create(services: AppServices) -> dict[str, Any]:
             service = services.chat_completions
-            meter = _new_meter()
-            ended: BaseException | None = None
-            try:
-                with metering(meter):
-                    completion = await service.complete(await service.prepare(request, _owner()))
+
+            async def complete() -> dict[str, Any]:
+                completion = await service.complete(await service.prepare(request, _owner()))
                 return completion.model_dump(mode="json", exclude_unset=True)
-            except BaseException as exc:
-                ended = exc
-                raise
-            finally:
-                _record(services, meter, ended)
+
+            return await _metered(services, EMBEDDED_CHAT_ROUTE, complete)
 
         request = self._chat_request(params)
         return self._run(create)
+
+    def email(self, feature: str, request: EmailOptions) -> Result:
+        """One feature of the e-mail assistant, metered as its REST route would be."""
+        from aiservice.services.email_assistant import EmailAssistant
+        from aiservice.services.email_requests import ROUTE_NAMES
+
+        settings = self._started()[1].settings
+
+        async def answer(services: AppServices) -> Result:
+            assistant = EmailAssistant.of(services, settings)
+            route = f"{EMBEDDED_EMAIL_ROUTE}/{ROUTE_NAMES[feature]}"
+            return await _metered(
+                services, route, lambda: assistant.answer(feature, request, _owner())
+            )
+
+        return self._run(answer)
 
     def stream(self, params: dict[str, Any]) -> Result:
         from aiservice.metering.meter import metering
@@ -228,14 +238,31 @@ def _owner() -> str:
 # The usage ledger's route for the facade's chat completions: what the server's route would
 # be, marked as called in-process (no HTTP request, no key).
 EMBEDDED_CHAT_ROUTE = "embedded:/v1/chat/completions"
+EMBEDDED_EMAIL_ROUTE = "embedded:/api/ai/email"  # then the feature's path: .../reply
 
 
-def _new_meter() -> Meter:
+def _new_meter(route: str = EMBEDDED_CHAT_ROUTE) -> Meter:
     from aiservice.metering.meter import Meter
 
-    meter = Meter(EMBEDDED_CHAT_ROUTE, f"req_{uuid.uuid4().hex}")
+    meter = Meter(route, f"req_{uuid.uuid4().hex}")
     meter.owner = _owner()
     return meter
+
+
+async def _metered(services: AppServices, route: str, work: Callable[[], Awaitable[T]]) -> T:
+    """`work` under a new meter of `route`, whose record reaches the ledger however it ends."""
+    from aiservice.metering.meter import metering
+
+    meter = _new_meter(route)
+    ended: BaseException | None = None
+    try:
+        with metering(meter):
+            return await work()
+    except BaseException as exc:
+        ended = exc
+        raise
+    finally:
+        _record(services, meter, ended)
 
 
 def _record(services: AppServices, meter: Meter, ended: BaseException | None) -> None:

@@ -6,6 +6,7 @@ the backend of its mode and turns the answer, or the error, into the seed's dict
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -167,6 +168,166 @@ class AIService:
             return seed_format.messages_result(self._backend.messages(completion_id, page))
 
         return self._answer(list_messages)
+
+    # The e-mail assistant (seed 000, "Cas d'usage IAPosteManager"; docs/email.md). Each call is
+    # one stored completion whose metadata.feature names the feature; every structured answer
+    # is checked against its schema. Options: `model`, `temperature` and `max_tokens` (None:
+    # the feature's default), `metadata` (the caller's pairs, stored with the feature's),
+    # `language` ("auto": the e-mail's; else a language such as "fr" or "English").
+
+    def generate_email_response(
+        self,
+        email_content: str,
+        tone: str = "professional",
+        *,
+        model: str = "gpt-4o-mini",
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        metadata: dict[str, str] | None = None,
+        language: str = "auto",
+    ) -> Result:
+        """A reply to the e-mail: {'success': True, 'reply', 'truncated', 'id', 'model',
+        'usage', 'cost'}; `truncated` when max_tokens cut it."""
+        return self._email(
+            "auto_reply",
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            metadata=metadata,
+            language=language,
+            email_content=email_content,
+            tone=tone,
+        )
+
+    def classify_email(
+        self,
+        subject: str,
+        content: str,
+        labels: list[str] | None = None,
+        *,
+        model: str = "gpt-4o-mini",
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        metadata: dict[str, str] | None = None,
+        language: str = "auto",
+    ) -> Result:
+        """{'success': True, 'category', 'reason', ...}: `category` is one of `labels`
+        (default urgent, important, spam, marketing)."""
+        return self._email(
+            "classification",
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            metadata=metadata,
+            language=language,
+            subject=subject,
+            content=content,
+            labels=labels,
+        )
+
+    def extract_meeting_info(
+        self,
+        email: str,
+        *,
+        model: str = "gpt-4o-mini",
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        metadata: dict[str, str] | None = None,
+        language: str = "auto",
+    ) -> Result:
+        """{'success': True, 'meeting': {'date': 'YYYY-MM-DD' | None, 'time': 'HH:MM' | None,
+        'location', 'participants': [...], 'subject'}, ...}."""
+        return self._email(
+            "extraction",
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            metadata=metadata,
+            language=language,
+            email=email,
+        )
+
+    def quick_reply_suggestions(
+        self,
+        email: str,
+        *,
+        model: str = "gpt-4o-mini",
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        metadata: dict[str, str] | None = None,
+        language: str = "auto",
+    ) -> Result:
+        """{'success': True, 'suggestions': [three replies of at most 50 words], ...}."""
+        return self._email(
+            "quick_replies",
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            metadata=metadata,
+            language=language,
+            email=email,
+        )
+
+    def summarize_email_thread(
+        self,
+        thread: str | list[Any],
+        *,
+        model: str = "gpt-4o-mini",
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        metadata: dict[str, str] | None = None,
+        language: str = "auto",
+    ) -> Result:
+        """`thread`: one text, or its messages oldest first (texts, or dicts with 'body' and
+        optionally 'from', 'date', 'subject'). {'success': True, 'summary', 'decisions',
+        'open_questions', 'action_items': [{'task', 'owner'}], ...}."""
+        return self._email(
+            "summary",
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            metadata=metadata,
+            language=language,
+            thread=thread,
+        )
+
+    def triage_email(
+        self,
+        email: str,
+        *,
+        model: str = "gpt-4o-mini",
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        metadata: dict[str, str] | None = None,
+        language: str = "auto",
+    ) -> Result:
+        """{'success': True, 'needs_reply', 'is_newsletter', 'is_cold_outreach', 'priority'
+        (1: can wait, 5: at once), ...}."""
+        return self._email(
+            "triage",
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            metadata=metadata,
+            language=language,
+            email=email,
+        )
+
+    def _email(self, feature: str, **arguments: Any) -> Result:
+        """Run `feature`: its arguments, checked as its route checks its body, then the
+        backend's call."""
+
+        def answer() -> Result:
+            from aiservice.services.email_requests import REQUEST_TYPES
+            from aiservice.services.queries import parsed
+
+            # None is "not given". Through JSON, as a route reads its body: both modes accept
+            # exactly the same values.
+            values = {name: value for name, value in arguments.items() if value is not None}
+            request = parsed(REQUEST_TYPES[feature], json.dumps(values))
+            return self._backend.email(feature, request)
+
+        return self._answer(answer)
 
     def close(self) -> None:
         """Release the models, the database and the loop (embedded) or the HTTP client

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from openai import OpenAI
     from openai.types.chat import ChatCompletionChunk
 
+    from aiservice.services.email_requests import EmailOptions
     from aiservice.services.queries import CompletionFilter, MetadataUpdate, Page
 
 T = TypeVar("T")
@@ -98,6 +99,15 @@ class RemoteService:
             self._call(lambda: self.sdk.chat.completions.messages.list(completion_id, **params))
         )
 
+    def email(self, feature: str, request: EmailOptions) -> Result:
+        """One feature of the e-mail assistant: its route under /api/ai/email, whose body is
+        already the facade's dictionary."""
+        from aiservice.services.email_requests import ROUTE_NAMES
+
+        url = f"{self.base_url}/api/ai/email/{ROUTE_NAMES[feature]}"
+        body = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        return self._call(lambda: self.sdk.post(url, cast_to=object, body=body))  # type: ignore[return-value]
+
     def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
@@ -122,12 +132,27 @@ class RemoteService:
             body = body["error"]  # an error event in a stream carries the whole envelope
         if isinstance(body, dict) and isinstance(body.get("message"), str):
             error = AIServiceError(body["message"], param=body.get("param"), code=body.get("code"))
+        elif (seed_message := _seed_error(exc)) is not None:
+            error = AIServiceError(seed_message)
         else:
             error = AIServiceError(exc.message)
         status = getattr(exc, "status_code", None)
         if isinstance(status, int):
             error.status_code = status
         return error
+
+
+def _seed_error(exc: Any) -> str | None:
+    """The message of an /api/ai route's `{"success": false, "error": "…"}` (the SDK keeps
+    only the "error" of a body, which is then a bare string)."""
+    try:
+        body = exc.response.json()
+    except (AttributeError, ValueError):
+        return None
+    if isinstance(body, dict) and body.get("success") is False:
+        message = body.get("error")
+        return message if isinstance(message, str) else None
+    return None
 
 
 def _sdk_params(params: dict[str, Any]) -> dict[str, Any]:
