@@ -76,6 +76,26 @@ class Attempt:
     latency_ms: float
 
 
+def record_attempt(
+    attempts: list[Attempt], model: str, upstream: str, started: float, outcome: str
+) -> None:
+    """Add one try to `attempts`; failures are worth a log line each (a success is already in
+    the access line). Shared by the chat and the embedding upstreams."""
+    attempt = Attempt(model, upstream, outcome, round((time.monotonic() - started) * 1000, 2))
+    attempts.append(attempt)
+    log.log(
+        logging.DEBUG if outcome == "ok" else logging.WARNING,
+        "upstream attempt",
+        extra={
+            "model": attempt.model,
+            "upstream": attempt.upstream,
+            "outcome": attempt.outcome,
+            "latency_ms": attempt.latency_ms,
+            "attempt": len(attempts),
+        },
+    )
+
+
 class UpstreamProvider(ChatProvider):
     """One configured upstream model."""
 
@@ -267,24 +287,8 @@ class UpstreamGeneration(PreparedGeneration):
         return response, lines, first
 
     def _record(self, started: float, outcome: str) -> None:
-        attempt = Attempt(
-            self.model,
-            self._provider.config.upstream_url,
-            outcome,
-            round((time.monotonic() - started) * 1000, 2),
-        )
-        self.attempts.append(attempt)
-        # Failures are worth a line each; a success is already in the access line.
-        log.log(
-            logging.DEBUG if outcome == "ok" else logging.WARNING,
-            "upstream attempt",
-            extra={
-                "model": attempt.model,
-                "upstream": attempt.upstream,
-                "outcome": attempt.outcome,
-                "latency_ms": attempt.latency_ms,
-                "attempt": len(self.attempts),
-            },
+        record_attempt(
+            self.attempts, self.model, self._provider.config.upstream_url, started, outcome
         )
 
 

@@ -26,10 +26,10 @@ from aiservice.providers.embedding import EmbeddingCall, EmbeddingProvider, Embe
 
 # The chat upstream's retry policy and its translation of an upstream's error answers.
 from aiservice.providers.upstream import (
-    Attempt,
     _refusal,
     _Transient,
     _wait_backoff_or_retry_after,
+    record_attempt,
 )
 from aiservice.providers.upstream_http import TransportFailure, UpstreamHTTP
 from aiservice.providers.upstream_model import model_breaker, started_client
@@ -121,24 +121,7 @@ class UpstreamEmbedder(EmbeddingProvider):
         return answer
 
     def _record(self, call: EmbeddingCall, started: float, outcome: str) -> None:
-        attempt = Attempt(
-            self.model_id,
-            self.config.upstream_url,
-            outcome,
-            round((time.monotonic() - started) * 1000, 2),
-        )
-        call.attempts.append(attempt)
-        log.log(
-            logging.DEBUG if outcome == "ok" else logging.WARNING,
-            "upstream attempt",
-            extra={
-                "model": attempt.model,
-                "upstream": attempt.upstream,
-                "outcome": attempt.outcome,
-                "latency_ms": attempt.latency_ms,
-                "attempt": len(call.attempts),
-            },
-        )
+        record_attempt(call.attempts, self.model_id, self.config.upstream_url, started, outcome)
 
 
 def embeddings_body(call: EmbeddingCall, config: ModelConfig) -> dict[str, Any]:

@@ -97,12 +97,16 @@ class ChatCompletionService:
             meter.requested(request.model, request.metadata)
         served = self._registry.resolve(request.model)
         policy = self._guard.policy(request.moderation, principal)
-        texts = message_texts(request)
-        redactor = await self._guard.pii.redactor(policy.pii, texts)
-        if redactor is not None:  # what the model and the store see from here on
-            request = await offloaded(texts, partial(redacted_request, request, redactor))
-            self._guard.pii.redacted(redactor)
-        report = await self._guard.check_input(policy, request.user_text, "messages")
+        if policy.pii != "off":  # what the model and the store see from here on
+            texts = message_texts(request)
+            redactor = await self._guard.pii.redactor(policy.pii, texts)
+            if redactor is not None:
+                request = await offloaded(texts, partial(redacted_request, request, redactor))
+                self._guard.pii.redacted(redactor)
+        else:
+            redactor = None
+        redacted = request  # the input moderation reads: what the model will see
+        report = await self._guard.check_input(policy, lambda: redacted.user_text, "messages")
         generation = await served.provider.prepare_chat(request.to_generation(served.served_by))
         generation = metered(self._guard.moderated(generation, policy, report))
         return PreparedChat(

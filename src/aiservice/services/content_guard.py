@@ -5,6 +5,7 @@ without its text."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from aiservice.errors import AIServiceError, ContentPolicyViolation, ServiceUnavailable
 from aiservice.governance.accounts import Principal
@@ -47,12 +48,14 @@ class ContentGuard:
         return policy
 
     async def check_input(
-        self, policy: ContentPolicy, text: str, param: str
+        self, policy: ContentPolicy, text_of: Callable[[], str], param: str
     ) -> ModerationReport | None:
-        """The report of a moderated request with its input's verdict; in block mode a
-        flagged input (or one moderation could not check) is refused here."""
+        """The report of a moderated request with its input's verdict (`text_of()`, built
+        only for a moderated request); in block mode a flagged input (or one moderation could
+        not check) is refused here."""
         if not policy.moderated:
             return None
+        text = text_of()
         report = ModerationReport(self.moderation.model)
         block = policy.input == "block"
         try:

@@ -107,7 +107,9 @@ class ResponseService:
         policy = self._guard.policy(request.moderation, principal)
         request, input_items, redactor = await self._screened(policy, request, input_items)
         state = ResponseState(new_id("resp"), int(time.time()), request, request.model)
-        state.moderation = await self._guard.check_input(policy, _user_text(input_items), "input")
+        state.moderation = await self._guard.check_input(
+            policy, partial(_user_text, input_items), "input"
+        )
         generation = await self._generation(request, owner, input_items)
         generation = self._guard.moderated(generation, policy, state.moderation)
         state.model = generation.model
@@ -117,6 +119,8 @@ class ResponseService:
         self, policy: ContentPolicy, request: ResponseRequest, items: list[Item]
     ) -> tuple[ResponseRequest, list[Item], Redactor | None]:
         """The request and input items as the model and the store may see them (PII)."""
+        if policy.pii == "off":  # the common case: no text is collected
+            return request, items, None
         texts = item_texts(items) + ([request.instructions] if request.instructions else [])
         redactor = await self._guard.pii.redactor(policy.pii, texts)
         if redactor is None:
@@ -162,7 +166,7 @@ class ResponseService:
         input_items = await self._input_items(request, owner)
         policy = self._guard.policy(request.moderation, principal)
         request, input_items, _ = await self._screened(policy, request, input_items)
-        await self._guard.check_input(policy, _user_text(input_items), "input")
+        await self._guard.check_input(policy, partial(_user_text, input_items), "input")
         if policy.moderated:
             kept = ModerationParam.model_validate(policy.as_param())
             request = request.model_copy(update={"moderation": kept})
@@ -272,7 +276,7 @@ class ResponseService:
         state = ResponseState(row.id, row.created_at, request, row.model)
         policy = self._guard.policy(request.moderation, None)
         state.moderation = await self._guard.check_input(
-            policy, _user_text(row.input_items), "input"
+            policy, partial(_user_text, row.input_items), "input"
         )
         generation = await self._generation(request, row.owner, row.input_items)
         generation = self._guard.moderated(generation, policy, state.moderation)
