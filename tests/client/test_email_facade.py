@@ -227,14 +227,15 @@ def test_an_embedded_call_reaches_the_usage_ledger(
     result = embedded.triage_email(EMAIL, metadata={"user_id": "u-3"})
     url = f"sqlite+aiosqlite:///{embedded_home / 'aiservice.db'}"
 
+    # Other tests of this module triage on the same home: only this call's record counts.
     def recorded() -> list[dict[str, Any]]:
-        return [row for row in read_table(url) if row["route"] == f"{EMBEDDED_EMAIL_ROUTE}/triage"]
+        return [row for row in read_table(url) if row["record_id"] == result["id"]]
 
     wait_until(recorded, timeout=10, what="the usage record")
-    row = recorded()[-1]
-    assert row["metadata"]["feature"] == "triage" and row["cost_usd"] == pytest.approx(
-        result["cost"]
-    )
+    [row] = recorded()
+    assert row["route"] == f"{EMBEDDED_EMAIL_ROUTE}/triage"
+    assert row["metadata"] == {"user_id": "u-3", "feature": "triage"}
+    assert row["cost_usd"] == pytest.approx(result["cost"])
 
 
 def test_an_unreachable_server_is_an_error_dictionary() -> None:
