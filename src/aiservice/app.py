@@ -10,12 +10,14 @@ from fastapi import FastAPI
 
 from aiservice.api import (
     admin,
+    batches,
     budgets,
     chat_completions,
     completions,
     conversations,
     email_routes,
     embeddings,
+    files,
     health,
     metrics,
     models,
@@ -46,6 +48,8 @@ ROUTERS = (
     stored_completions.router,
     responses.router,
     conversations.router,
+    files.router,
+    batches.router,
     admin.router,
     budgets.router,
     seed_routes.router,
@@ -94,7 +98,12 @@ def create_app(settings: Settings, *, worker: bool = True, freeze_heap: bool = F
         app.include_router(metrics.router)
     # Innermost: the model routes skip FastAPI's router, inside the two below.
     app.add_middleware(HotRoutes, routes=hot_routes(app, METERED_ROUTES))
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        # An upload's limit is the file's, plus room for the multipart framing.
+        path_limits={"/v1/files": settings.max_file_bytes + 64 * 1024},
+    )
     # Outermost: every line has the request id, every model request reaches the ledger.
     app.add_middleware(
         RequestContextMiddleware,

@@ -37,6 +37,7 @@ _UPSTREAM_ONLY = (
     "upstream_model",
     "responses_api",
     "legacy_completions",
+    "batch",
 )
 # The models OpenAI's own API still serves POST /v1/completions for.
 OPENAI_COMPLETION_MODELS = ("gpt-3.5-turbo-instruct", "davinci-002", "babbage-002")
@@ -79,6 +80,12 @@ class ModelConfig(BaseModel):
     # USD per million tokens (used by the usage ledger); None: 0 for local models.
     price_input_per_1m: float | None = Field(default=None, ge=0)
     price_output_per_1m: float | None = Field(default=None, ge=0)
+    # Batch API lines on this model cost (1 - batch_discount) of the prices above; None: the
+    # top-level `batch_discount`.
+    batch_discount: float | None = Field(default=None, ge=0, le=1)
+    # openai: "upstream" sends batches of this model to the upstream's own Batch API (OpenAI's,
+    # at its batch price); None or "workers": aiservice's workers run the lines one by one.
+    batch: Literal["workers", "upstream"] | None = None
     # Models tried in order when this one's retries are exhausted or its circuit is open.
     fallbacks: list[str] = Field(default_factory=list)
     # Upstream resilience: the whole request, connecting, waiting for the first byte.
@@ -314,6 +321,11 @@ class Settings(BaseSettings):
     budget_refresh_s: float = Field(default=5.0, gt=0, le=300)
     # GET /metrics (Prometheus text, no authentication: labels carry no tenant data).
     metrics_enabled: bool = True
+    # Files API: the largest upload; a batch input file's most lines (OpenAI: 200 MB, 50,000).
+    max_file_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    batch_max_lines: int = Field(default=50_000, ge=1)
+    # Batch API lines cost (1 - batch_discount) of the model's prices (OpenAI: half).
+    batch_discount: float = Field(default=0.5, ge=0, le=1)
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
     moderation: ModerationConfig = Field(default_factory=ModerationConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)

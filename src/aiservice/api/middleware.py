@@ -146,17 +146,19 @@ def _request_id(scope: Scope) -> str:
 class BodySizeLimitMiddleware:
     """Refuse bodies over `max_bytes` with 413: by Content-Length up front, else while reading."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = path_limits or {}  # paths with limits of their own (uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.path_limits.get(scope["path"], self.max_bytes)
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _send_too_large(send, self.max_bytes, scope["path"])
+            if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
+                await _send_too_large(send, max_bytes, scope["path"])
                 return
         received = 0
 
@@ -165,11 +167,11 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     # An HTTPException, not RequestTooLarge: FastAPI turns any other exception
                     # raised while it reads the body into a 400 "error parsing the body", so a
                     # chunked upload over the limit got 400. error_handlers maps this 413 back.
-                    raise HTTPException(413, _too_large_message(self.max_bytes))
+                    raise HTTPException(413, _too_large_message(max_bytes))
             return message
 
         await self.app(scope, counting_receive, send)

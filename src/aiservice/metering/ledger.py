@@ -90,7 +90,9 @@ class UsageLedger:
             "input_tokens": meter.input_tokens if model else 0,
             "output_tokens": meter.output_tokens,
             "cached_tokens": meter.cached_tokens,
-            "cost_usd": self.prices.cost(model, meter.input_tokens, meter.output_tokens)
+            "cost_usd": self.prices.cost(
+                model, meter.input_tokens, meter.output_tokens, batch=meter.batch
+            )
             if model
             else 0.0,
             "latency_ms": round(meter.latency_ms, 3),

@@ -51,6 +51,8 @@ class Meter:
     settles_tokens: bool = False  # a token limit applies: settle the charge when it ends
     # The generation was stopped before its end: the client left, or a job was cancelled.
     interrupted: bool = False
+    # A line of a batch: priced at the batch discount.
+    batch: bool = False
 
     def requested(self, model: str, metadata: dict[str, str] | None) -> None:
         self.model_requested = model

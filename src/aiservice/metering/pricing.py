@@ -1,7 +1,8 @@
 """What a model call costs: USD per million input and output tokens, per served model.
 
 Configured prices win. A model served by OpenAI itself with no price configured uses OpenAI's
-list price for its upstream name (seed 000's table); anything else costs 0 until priced.
+list price for its upstream name (seed 000's table); anything else costs 0 until priced. A line
+of a batch costs (1 - batch_discount) of that: the model's own discount, else the top-level one.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ class PriceList:
         models = served_configs(settings)  # with the bundled embedding model
         self._prices = {model.name: _price(model) for model in models}
         self._providers = {model.name: model.provider for model in models}
+        self._batch_factors = {
+            model.name: 1.0
+            - (settings.batch_discount if model.batch_discount is None else model.batch_discount)
+            for model in models
+        }
+        self._default_batch_factor = 1.0 - settings.batch_discount
 
     def price(self, model: str | None) -> Price:
         return self._prices.get(model or "", FREE)
@@ -50,8 +57,13 @@ class PriceList:
     def provider(self, model: str | None) -> str | None:
         return self._providers.get(model or "")
 
-    def cost(self, model: str | None, input_tokens: int, output_tokens: int) -> float:
-        return self.price(model).cost(input_tokens, output_tokens)
+    def cost(
+        self, model: str | None, input_tokens: int, output_tokens: int, *, batch: bool = False
+    ) -> float:
+        cost = self.price(model).cost(input_tokens, output_tokens)
+        if batch:
+            cost *= self._batch_factors.get(model or "", self._default_batch_factor)
+        return cost
 
 
 def _price(model: ModelConfig) -> Price:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -29,19 +30,26 @@ from aiservice.observability.metrics import ServiceMetrics
 from aiservice.observability.tracing import RequestTracing, tracing_from_environment
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.background import BackgroundWorker, WorkerSettings
+from aiservice.services.batch_endpoints import BatchEndpoints
+from aiservice.services.batch_line_run import LineRunner
+from aiservice.services.batch_worker import BatchWorker
+from aiservice.services.batches import BatchService
 from aiservice.services.chat_completions import ChatCompletionService
 from aiservice.services.content_guard import ContentGuard
 from aiservice.services.conversations import ConversationService
 from aiservice.services.embeddings import EmbeddingService
+from aiservice.services.files import FileService
 from aiservice.services.moderations import ModerationService
 from aiservice.services.responses import ResponseService
 from aiservice.services.stored_completions import StoredCompletions
 from aiservice.services.text_completions import TextCompletionService
 from aiservice.settings import Settings
 from aiservice.store.accounts import AccountStore
+from aiservice.store.batches import BatchStore
 from aiservice.store.completions import CompletionStore
 from aiservice.store.conversations import ConversationStore
 from aiservice.store.database import Database, database_url
+from aiservice.store.files import FileStore
 from aiservice.store.migrate import upgrade_database
 from aiservice.store.responses import ResponseStore
 from aiservice.store.usage import UsageStore
@@ -70,6 +78,8 @@ class AppServices:
     admission: RequestAdmission
     embeddings: EmbeddingService
     moderations: ModerationService
+    files: FileService
+    batches: BatchService
     budgets: Budgets = field(init=False)  # built on the ledger, below
     master_key: MasterKey | None = None  # set in the lifespan
     tracing: RequestTracing | None = None  # with OTEL_EXPORTER_OTLP_ENDPOINT
@@ -87,6 +97,7 @@ def build_services(settings: Settings) -> AppServices:
     metrics = ServiceMetrics()
     moderations = ModerationService(settings.moderation)
     guard = ContentGuard(moderations, settings, metrics if settings.metrics_enabled else None)
+    files = FileService(FileStore(database), settings.max_file_bytes, settings.batch_max_lines)
     services = AppServices(
         registry=registry,
         database=database,
@@ -117,6 +128,8 @@ def build_services(settings: Settings) -> AppServices:
         metrics=metrics,
         admission=_admission(settings),
         moderations=moderations,
+        files=files,
+        batches=BatchService(BatchStore(database), files),
     )
     services.budgets = build_budgets(settings, database, services.ledger)
     if settings.metrics_enabled:
@@ -212,15 +225,41 @@ class ServiceRuntime:
         )
         services.responses.on_enqueued = worker.wake
         services.responses.on_cancelled = worker.cancelled
+        batches = self._batch_worker()
+        services.batches.on_enqueued = batches.wake
 
-        async def run_when_ready() -> None:
+        async def run_when_ready(run: Callable[[], Awaitable[None]]) -> None:
             # Jobs need the model: a worker that claimed one before it loaded would fail it.
             while after_models and not services.registry.ready:
                 await asyncio.sleep(0.1)
-            await worker.run()
+            await run()
 
-        self._background.append(asyncio.create_task(run_when_ready()))
+        self._background.append(asyncio.create_task(run_when_ready(worker.run)))
+        self._background.append(asyncio.create_task(run_when_ready(batches.run)))
         return worker
+
+    def _batch_worker(self) -> BatchWorker:
+        settings, services = self.settings, self.services
+        endpoints = BatchEndpoints(
+            services.registry,
+            services.chat_completions,
+            services.responses,
+            services.moderations,
+            services.embeddings,
+        )
+        return BatchWorker(
+            services.batches.store,
+            services.files,
+            endpoints,
+            LineRunner(endpoints, services.admission, services.budgets, services.ledger),
+            WorkerSettings(
+                concurrency=settings.worker_concurrency,
+                lease_s=settings.job_lease_s,
+                poll_s=settings.worker_poll_s,
+                max_attempts=settings.job_max_attempts,
+            ),
+            services.ledger,
+        )
 
     async def close(self) -> None:
         """Stop the background tasks, unload the models and close the database."""
@@ -278,6 +317,9 @@ async def _purge_periodically(services: AppServices, interval_s: float) -> None:
             purged = await services.responses.purge_expired()
             if purged:
                 log.info("expired stored responses purged", extra={"purged": purged})
+            purged = await services.files.purge_expired()
+            if purged:
+                log.info("expired files purged", extra={"purged": purged})
         except Exception as exc:
             log.error("purge failed", extra={"error_type": type(exc).__name__})
         await asyncio.sleep(interval_s)

@@ -6,7 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -271,4 +281,111 @@ class BudgetAlert(Base):
 
     __table_args__ = (
         Index("ix_budget_alerts_once", "budget_id", "period_start", "threshold", unique=True),
+    )
+
+
+class StoredFile(Base):
+    """An uploaded file of the Files API, or a batch's output or error file. Its content is
+    kept in `file_chunks`, in the database every replica shares."""
+
+    __tablename__ = "files"
+
+    seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)  # "file-…"
+    owner: Mapped[str] = mapped_column(String(128))
+    purpose: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(512))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    # False while a batch's output is being written, or an upload is still arriving: such a
+    # file is neither listed nor readable.
+    complete: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (
+        Index("ix_files_owner_seq", "owner", "seq"),
+        Index("ix_files_expires_at", "expires_at"),
+    )
+
+
+class FileChunk(Base):
+    """One piece of a file's content, in order (`position`), at most 1 MiB."""
+
+    __tablename__ = "file_chunks"
+
+    file_seq: Mapped[int] = mapped_column(
+        SequenceNumber, ForeignKey("files.seq", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class StoredBatch(Base):
+    """A batch of the Batch API. Its lines are `batch_lines`; the batch row itself is a job
+    while it is validated and finalized (claimed under a lease, like a background response)."""
+
+    __tablename__ = "batches"
+
+    seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)  # "batch_…"
+    owner: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[str | None] = mapped_column(String(40))
+    # Who created it, as governance.accounts.Principal's fields: its lines run as them.
+    principal: Mapped[dict[str, Any]] = mapped_column(Document)
+    endpoint: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(256))  # the lines' (first) model
+    input_file_id: Mapped[str] = mapped_column(String(64))
+    completion_window: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    # The wire timestamps, unix seconds: created_at, in_progress_at, expires_at, …_at.
+    times: Mapped[dict[str, int]] = mapped_column(Document)
+    expires_at: Mapped[int] = mapped_column(BigInteger)  # end of the completion window
+    errors: Mapped[list[dict[str, Any]] | None] = mapped_column(Document)  # validation's
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", Document)
+    output_expires_after: Mapped[dict[str, Any] | None] = mapped_column(Document)
+    output_file_id: Mapped[str | None] = mapped_column(String(64))
+    error_file_id: Mapped[str | None] = mapped_column(String(64))
+    # Set at the end from the lines: {"total", "completed", "failed"} and the token sums.
+    request_counts: Mapped[dict[str, int] | None] = mapped_column(Document)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(Document)
+    # The batch as a job (validating, finalizing, or waiting on an upstream batch).
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer)
+    # Upstream batch mode: where the lines went ({"model", "file_id", "batch_id", …}).
+    upstream: Mapped[dict[str, Any] | None] = mapped_column(Document)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (
+        Index("ix_batches_owner_seq", "owner", "seq"),
+        Index("ix_batches_status_seq", "status", "seq"),
+    )
+
+
+class BatchLine(Base):
+    """One request of a batch, at its 1-based `line` of the input file. Pending, running under
+    a worker's lease, or done with its output line (`result`) and usage record written in
+    the same transaction: a line is charged and answered exactly once."""
+
+    __tablename__ = "batch_lines"
+
+    batch_seq: Mapped[int] = mapped_column(
+        SequenceNumber, ForeignKey("batches.seq", ondelete="CASCADE"), primary_key=True
+    )
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    custom_id: Mapped[str] = mapped_column(String(512))
+    body: Mapped[dict[str, Any]] = mapped_column(Document)
+    state: Mapped[str] = mapped_column(String(12))  # pending, running, succeeded, failed
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    not_before: Mapped[float | None] = mapped_column(Float)  # rate-limited: wait until then
+    attempts: Mapped[int] = mapped_column(Integer)
+    result: Mapped[dict[str, Any] | None] = mapped_column(Document)  # the output line
+    input_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    cached_tokens: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_batch_lines_state", "batch_seq", "state", "line"),
+        Index("ix_batch_lines_custom_id", "batch_seq", "custom_id", unique=True),
     )
