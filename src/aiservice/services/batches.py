@@ -147,7 +147,8 @@ def batch_object(row: StoredBatch, counts: LineCounts | None = None) -> dict[str
         metadata=row.metadata_,
         **row.times,
     )
-    return batch.model_dump(mode="json")
+    # Unset fields are left out, not null: the spec types them as strings and integers.
+    return batch.model_dump(mode="json", exclude_none=True)
 
 
 def usage_object(counts: LineCounts) -> dict[str, Any]:

@@ -191,7 +191,7 @@ def file_object(row: StoredFile) -> dict[str, Any]:
         filename=row.filename,
         purpose=row.purpose,  # type: ignore[arg-type]
         status="processed",
-    ).model_dump(mode="json")
+    ).model_dump(mode="json", exclude_none=True)  # the spec's fields are never null
 
 
 def new_file_id() -> str:

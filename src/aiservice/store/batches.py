@@ -326,27 +326,24 @@ class BatchStore:
             ),
             or_(BatchLine.not_before.is_(None), BatchLine.not_before <= now),
         )
-        live = (
-            select(StoredBatch.seq)
-            .where(
-                StoredBatch.status == BatchStatus.IN_PROGRESS,
-                StoredBatch.upstream.is_(None),
-                StoredBatch.expires_at > now,
-            )
-            .scalar_subquery()
-        )
         async with self._sessions.begin() as session:
             picked = (
                 await session.execute(
-                    select(BatchLine.batch_seq, BatchLine.line)
-                    .where(runnable, BatchLine.batch_seq.in_(live))
+                    select(BatchLine.batch_seq, BatchLine.line, StoredBatch.id)
+                    .join(StoredBatch, StoredBatch.seq == BatchLine.batch_seq)
+                    .where(
+                        runnable,
+                        StoredBatch.status == BatchStatus.IN_PROGRESS,
+                        StoredBatch.upstream.is_(None),
+                        StoredBatch.expires_at > now,
+                    )
                     .order_by(BatchLine.batch_seq, BatchLine.line)
                     .limit(count)
                     .with_for_update(skip_locked=True, of=BatchLine)
                 )
             ).all()
             claimed: list[ClaimedLine] = []
-            for batch_seq, line in picked:
+            for batch_seq, line, batch_id in picked:
                 row = await session.scalar(
                     update(BatchLine)
                     .where(BatchLine.batch_seq == batch_seq, BatchLine.line == line, runnable)
@@ -360,24 +357,10 @@ class BatchStore:
                 )
                 if row is not None:
                     claimed.append(
-                        ClaimedLine(batch_seq, "", row.line, row.custom_id, row.body, row.attempts)
-                    )
-            if claimed:
-                ids = dict(
-                    (
-                        await session.execute(
-                            select(StoredBatch.seq, StoredBatch.id).where(
-                                StoredBatch.seq.in_({c.batch_seq for c in claimed})
-                            )
+                        ClaimedLine(
+                            batch_seq, batch_id, row.line, row.custom_id, row.body, row.attempts
                         )
-                    ).all()
-                )
-                claimed = [
-                    ClaimedLine(
-                        c.batch_seq, ids[c.batch_seq], c.line, c.custom_id, c.body, c.attempts
                     )
-                    for c in claimed
-                ]
             return claimed
 
     async def renew_lines(
