@@ -21,7 +21,6 @@ Send = Callable[[Message], Awaitable[None]]
 Receive = Callable[[], Awaitable[Message]]
 Headers = list[tuple[bytes, bytes]]
 
-_JSON_TYPE = (b"content-type", b"application/json")
 _SSE_HEADERS: Headers = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -36,12 +35,13 @@ class ConnectionDropped(Exception):
 
 @dataclass(slots=True)
 class Answer:
-    """An answer ready to send: a JSON body, or the events of a server-sent event stream."""
+    """An answer ready to send: a body (JSON unless told), or the events of an SSE stream."""
 
     status: int = 200
     body: bytes = b""
     events: list[bytes] | None = None  # each a complete SSE block, blank line included
     headers: Headers = field(default_factory=list)
+    content_type: bytes = b"application/json"  # of `body`; a file's content is raw bytes
 
 
 def json_answer(payload: Any, status: int = 200, headers: Headers | None = None) -> Answer:
@@ -90,7 +90,7 @@ async def send_faulty(
     answer = answer_for()
     if fault.malformed_json:
         if answer.events is None:
-            answer.body = MALFORMED_BODY
+            answer.body, answer.content_type = MALFORMED_BODY, b"application/json"
         else:
             answer.events.insert(0, MALFORMED_EVENT)
         return await send_answer(send, answer)
@@ -161,7 +161,7 @@ async def _left(receive: Receive) -> None:
 async def _start(send: Send, answer: Answer) -> None:
     if answer.events is None:
         length = (b"content-length", str(len(answer.body)).encode())
-        headers = [_JSON_TYPE, length, *answer.headers]
+        headers = [(b"content-type", answer.content_type), length, *answer.headers]
     else:
         headers = [*_SSE_HEADERS, *answer.headers]
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})

@@ -31,6 +31,8 @@ from aiservice.testing.delivery import (
     send_faulty,
 )
 from aiservice.testing.embedding_replies import embedding_items, embedding_list
+from aiservice.testing.fake_batches import BATCHES_PATH, BatchStore, parse_batch_path
+from aiservice.testing.fake_files import FILES_PATH, FileStore, parse_file_path
 from aiservice.testing.faults import Fault, FaultQueue
 from aiservice.testing.moderation_replies import moderation_answer
 from aiservice.testing.recording import RequestLog
@@ -46,11 +48,13 @@ _NOT_JSON = object()
 
 @dataclass(slots=True)
 class Incoming:
-    """A request the fake serves: its path, headers (lower-cased names) and JSON body."""
+    """A request the fake serves: its path, headers (lower-cased names), JSON body (empty
+    when it had none) and raw bytes (what a multipart upload is read from)."""
 
     path: str
     headers: dict[str, str]
     body: Body
+    raw: bytes = b""
 
 
 Route = Callable[[Incoming], Answer]
@@ -63,6 +67,9 @@ class Behaviour:
     reply: ReplySource = None  # None: "Fake reply to: <last user message>"
     models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
     api_key: str | None = None  # None: any key (or none) is accepted
+    # How long a batch takes to complete, from its creation; it still shows in_progress at
+    # its first retrieve, so with 0 it completes at the second. Read when a batch is created.
+    batch_latency_s: float = 0.0
 
 
 class FakeUpstreamApp:
@@ -74,6 +81,10 @@ class FakeUpstreamApp:
         self.faults = FaultQueue()
         self._stopping: asyncio.Event | None = None
         self._serials = itertools.count(1)
+        self.files = FileStore()
+        self.batches = BatchStore(
+            self.files, self._batch_line, lambda: self.behaviour.batch_latency_s
+        )
         self._routes: dict[tuple[str, str], Route] = {
             ("POST", "/v1/chat/completions"): self._chat_completions,
             ("POST", "/v1/completions"): self._completions,
@@ -81,6 +92,10 @@ class FakeUpstreamApp:
             ("POST", "/v1/embeddings"): self._embeddings,
             ("GET", "/v1/models"): self._models,
             ("POST", "/v1/moderations"): self._moderations,
+            ("POST", FILES_PATH): lambda i: self.files.upload(i.headers, i.raw),
+            ("GET", FILES_PATH): lambda _: self.files.list_answer(),
+            ("POST", BATCHES_PATH): lambda i: self.batches.create(i.body),
+            ("GET", BATCHES_PATH): lambda _: self.batches.list_answer(),
         }
 
     def serving(self) -> None:
@@ -105,7 +120,7 @@ class FakeUpstreamApp:
         refusal = self._refusal(method, path, headers, body)
         if refusal is not None:
             return await send_answer(send, refusal)
-        incoming = Incoming(path, headers, body if isinstance(body, dict) else {})
+        incoming = Incoming(path, headers, body if isinstance(body, dict) else {}, raw)
         route = self._route(method, path)
         assert route is not None  # _refusal answered unknown routes
         fault = self.faults.take(path, incoming.body.get("stream") is True)
@@ -117,9 +132,19 @@ class FakeUpstreamApp:
         await send_faulty(send, receive, fault, lambda: route(incoming), self._stopping)
 
     def _route(self, method: str, path: str) -> Route | None:
+        route = self._routes.get((method, path))
+        if route is not None:  # first: the generation routes, on every benchmark request
+            return route
         if path.startswith("/v1/models/"):
             return self._model if method == "GET" else None
-        return self._routes.get((method, path))
+        by_id = self.files.route(method, path) or self.batches.route(method, path)
+        return None if by_id is None else lambda _: by_id()
+
+    def _known_path(self, path: str) -> bool:
+        """Whether some method is served on `path` (so another one is a 405, not a 404)."""
+        if any(known == path for _, known in self._routes) or path.startswith("/v1/models/"):
+            return True
+        return parse_file_path(path) is not None or parse_batch_path(path) is not None
 
     def _refusal(self, method: str, path: str, headers: dict[str, str], body: Any) -> Answer | None:
         """The error answer for a request the fake will not serve; None when it will."""
@@ -127,13 +152,19 @@ class FakeUpstreamApp:
         if api_key is not None and headers.get("authorization") != f"Bearer {api_key}":
             return error_answer(401, "Incorrect API key provided.")
         if self._route(method, path) is None:
-            if any(known == path for _, known in self._routes) or path.startswith("/v1/models/"):
+            if self._known_path(path):
                 return error_answer(405, f"Method {method} not allowed on {path}.")
             return error_answer(404, f"Unknown URL: {method} {path}.", code="unknown_url")
-        if method != "POST":
-            return None
+        if method != "POST" or path == FILES_PATH or parse_batch_path(path) is not None:
+            return None  # an upload is multipart, checked by its route; a cancel has no body
         if not isinstance(body, dict):
             return error_answer(400, "The body of the request is not a JSON object.")
+        if path == BATCHES_PATH:
+            return None  # no model: the batch checks its own fields
+        return self._body_refusal(path, body)
+
+    def _body_refusal(self, path: str, body: Body) -> Answer | None:
+        """The 400 for a generation body the fake will not answer; None when it will."""
         if not isinstance(body.get("model"), str):
             return error_answer(400, "you must provide a model parameter", param="model")
         if path == "/v1/chat/completions" and not isinstance(body.get("messages"), list):
@@ -143,6 +174,15 @@ class FakeUpstreamApp:
         if path == "/v1/embeddings" and embedding_items(body.get("input")) is None:
             return error_answer(400, "input must be a non-empty string or list", param="input")
         return None
+
+    def _batch_line(self, url: str, body: Body) -> tuple[int, Body]:
+        """One batch line answered as its route answers it: the status and the JSON body."""
+        route = self._routes[("POST", url)]  # the batch checked that url is a served endpoint
+        if body.get("stream") is True:
+            answer = error_answer(400, "stream is not supported in a batch.", param="stream")
+        else:
+            answer = self._body_refusal(url, body) or route(Incoming(url, {}, body))
+        return answer.status, json.loads(answer.body)
 
     def _chat_completions(self, incoming: Incoming) -> Answer:
         body = incoming.body

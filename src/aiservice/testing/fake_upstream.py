@@ -133,9 +133,11 @@ class FakeUpstream:
         return self.request_counts.get(path if path.startswith("/v1/") else "/v1" + path, 0)
 
     def reset(self) -> None:
-        """Forget the requests received and drop every queued fault."""
+        """Forget the requests received, the files and batches, and drop every queued fault."""
         self._requests.clear()
         self.app.faults.clear()
+        self.app.files.clear()
+        self.app.batches.clear()
 
     # Running it.
 
