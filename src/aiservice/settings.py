@@ -326,6 +326,8 @@ class Settings(BaseSettings):
     batch_max_lines: int = Field(default=50_000, ge=1)
     # Batch API lines cost (1 - batch_discount) of the model's prices (OpenAI: half).
     batch_discount: float = Field(default=0.5, ge=0, le=1)
+    # How often a worker asks an upstream Batch API how a batch sent there is doing.
+    upstream_batch_poll_s: float = Field(default=30.0, gt=0, le=3600)
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
     moderation: ModerationConfig = Field(default_factory=ModerationConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)

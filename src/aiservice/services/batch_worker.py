@@ -16,8 +16,10 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
+from types import MappingProxyType
+from typing import Any
 
 from aiservice.errors import NotFound
 from aiservice.metering.ledger import UsageLedger
@@ -34,6 +36,8 @@ from aiservice.store.tables import StoredBatch
 log = logging.getLogger(__name__)
 
 UpstreamFollower = Callable[[StoredBatch, str], Awaitable[None]]
+# An upstream batch is followed until it ends, a cancel included (the upstream's is asked for).
+_FOLLOWED = (BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING)
 
 
 class BatchWorker:
@@ -48,6 +52,7 @@ class BatchWorker:
         settings: WorkerSettings,
         ledger: UsageLedger | None = None,
         upstream: UpstreamFollower | None = None,
+        upstream_models: Mapping[str, Any] = MappingProxyType({}),
     ):
         self._store = store
         self._files = files
@@ -56,6 +61,7 @@ class BatchWorker:
         self._settings = settings
         self._ledger = ledger
         self._upstream = upstream
+        self._upstream_models = upstream_models  # names of models whose batches go upstream
         self._finisher = BatchFinisher(store, files)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-b{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
@@ -103,7 +109,7 @@ class BatchWorker:
                 await self._finisher.fail(row, self.worker_id, [_gave_up()])
             elif row.status == BatchStatus.VALIDATING:
                 await self._validate(row)
-            elif row.status == BatchStatus.IN_PROGRESS and row.upstream is not None:
+            elif row.upstream is not None and row.status in _FOLLOWED:
                 if self._upstream is None or row.expires_at <= time.time():
                     await self._finisher.finish(row, self.worker_id, end_of(row, time.time()))
                 else:
@@ -133,6 +139,10 @@ class BatchWorker:
             log.info("batch failed validation", extra={"batch_id": row.id, "errors": len(errors)})
             return
         model = found.models[0] if found.models else None
+        upstream = self._upstream_of(row.endpoint, found.models)
+        if isinstance(upstream, list):
+            await self._finisher.fail(row, self.worker_id, upstream)
+            return
         slices = parsed_lines(self._files.read_all(source), row.endpoint, self._endpoints)
         started = await self._store.start_lines(
             row,
@@ -140,7 +150,7 @@ class BatchWorker:
             slices,
             total=found.lines,
             model=model,
-            upstream=None,
+            upstream=upstream,
             now=int(time.time()),
         )
         if started:
@@ -148,6 +158,24 @@ class BatchWorker:
         else:  # cancelled meanwhile: its end is for the next claim to write
             await self._store.let_go(self.worker_id)
         self._wake.set()
+
+    def _upstream_of(
+        self, endpoint: str, models: list[str]
+    ) -> dict[str, Any] | list[dict[str, Any]] | None:
+        """Where the batch's lines go: None for this process's workers; the upstream batch to
+        make (`{"model"}`) when its model sends batches upstream; or the errors when such a
+        model is mixed with others (one upstream batch holds one model)."""
+        served = {self._endpoints.served_by(endpoint, model) for model in models}
+        sent_upstream = served & self._upstream_models.keys()
+        if not sent_upstream:
+            return None
+        if len(served) > 1:
+            message = (
+                f"The model {sorted(sent_upstream)[0]} runs batches on its upstream's Batch API: "
+                "all the lines of such a batch must ask for that model."
+            )
+            return [_error("mismatched_model", message)]
+        return {"model": sent_upstream.pop()}
 
     # --- lines ----------------------------------------------------------------------------
 

@@ -31,7 +31,9 @@ from aiservice.observability.tracing import RequestTracing, tracing_from_environ
 from aiservice.providers.registry import ModelRegistry
 from aiservice.services.background import BackgroundWorker, WorkerSettings
 from aiservice.services.batch_endpoints import BatchEndpoints
+from aiservice.services.batch_finish import BatchFinisher
 from aiservice.services.batch_line_run import LineRunner
+from aiservice.services.batch_upstream import UpstreamBatchFollower, upstream_batch_models
 from aiservice.services.batch_worker import BatchWorker
 from aiservice.services.batches import BatchService
 from aiservice.services.chat_completions import ChatCompletionService
@@ -247,6 +249,14 @@ class ServiceRuntime:
             services.moderations,
             services.embeddings,
         )
+        upstream_models = upstream_batch_models(settings.models)
+        follower = UpstreamBatchFollower(
+            services.batches.store,
+            BatchFinisher(services.batches.store, services.files),
+            upstream_models,
+            services.ledger,
+            poll_s=settings.upstream_batch_poll_s,
+        )
         return BatchWorker(
             services.batches.store,
             services.files,
@@ -259,6 +269,8 @@ class ServiceRuntime:
                 max_attempts=settings.job_max_attempts,
             ),
             services.ledger,
+            upstream=follower.follow,
+            upstream_models=upstream_models,
         )
 
     async def close(self) -> None:

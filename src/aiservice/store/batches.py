@@ -494,10 +494,10 @@ class BatchStore:
                 )
             )
 
-    async def finish_upstream_lines(self, batch_seq: int, ends: dict[str, LineEnd]) -> int:
+    async def finish_upstream_lines(self, batch_seq: int, ends: dict[str, LineEnd]) -> set[str]:
         """Write the ends of open lines by custom_id (an upstream batch's results), each with
-        its usage record; lines already done are left as they are. How many were written."""
-        written = 0
+        its usage record; lines already done are left as they are. The custom_ids written."""
+        written: set[str] = set()
         async with self._sessions.begin() as session:
             for custom_id, end in ends.items():
                 result = await session.execute(
@@ -516,7 +516,7 @@ class BatchStore:
                     )
                 )
                 if result.rowcount:
-                    written += 1
+                    written.add(custom_id)
                     if end.usage is not None:
                         await insert_records(session, [end.usage])
         return written
