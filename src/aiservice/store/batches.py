@@ -14,7 +14,7 @@ from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, insert, null, or_, select, update
+from sqlalchemy import and_, case, exists, func, insert, null, or_, select, tuple_, update
 
 from aiservice.store.batch_status import OPEN, BatchStatus, LineState
 from aiservice.store.database import Database
@@ -318,7 +318,9 @@ class BatchStore:
         self, worker_id: str, now: float, lease_s: float, count: int
     ) -> list[ClaimedLine]:
         """Take up to `count` runnable lines — pending (and not waiting on their rate limit),
-        or running under an expired lease — of batches in progress on the workers."""
+        or running under an expired lease — of batches in progress on the workers. One
+        UPDATE over a locking subquery: concurrent claimants never take the same line, and
+        on SQLite (one writer at a time) each still gets lines rather than losing a race."""
         runnable = and_(
             or_(
                 BatchLine.state == LineState.PENDING,
@@ -326,27 +328,24 @@ class BatchStore:
             ),
             or_(BatchLine.not_before.is_(None), BatchLine.not_before <= now),
         )
+        picked = (
+            select(BatchLine.batch_seq, BatchLine.line)
+            .join(StoredBatch, StoredBatch.seq == BatchLine.batch_seq)
+            .where(
+                runnable,
+                StoredBatch.status == BatchStatus.IN_PROGRESS,
+                StoredBatch.upstream.is_(None),
+                StoredBatch.expires_at > now,
+            )
+            .order_by(BatchLine.batch_seq, BatchLine.line)
+            .limit(count)
+            .with_for_update(skip_locked=True, of=BatchLine)
+        )
         async with self._sessions.begin() as session:
-            picked = (
-                await session.execute(
-                    select(BatchLine.batch_seq, BatchLine.line, StoredBatch.id)
-                    .join(StoredBatch, StoredBatch.seq == BatchLine.batch_seq)
-                    .where(
-                        runnable,
-                        StoredBatch.status == BatchStatus.IN_PROGRESS,
-                        StoredBatch.upstream.is_(None),
-                        StoredBatch.expires_at > now,
-                    )
-                    .order_by(BatchLine.batch_seq, BatchLine.line)
-                    .limit(count)
-                    .with_for_update(skip_locked=True, of=BatchLine)
-                )
-            ).all()
-            claimed: list[ClaimedLine] = []
-            for batch_seq, line, batch_id in picked:
-                row = await session.scalar(
+            rows = list(
+                await session.scalars(
                     update(BatchLine)
-                    .where(BatchLine.batch_seq == batch_seq, BatchLine.line == line, runnable)
+                    .where(tuple_(BatchLine.batch_seq, BatchLine.line).in_(picked), runnable)
                     .values(
                         state=LineState.RUNNING,
                         worker_id=worker_id,
@@ -355,13 +354,24 @@ class BatchStore:
                     )
                     .returning(BatchLine)
                 )
-                if row is not None:
-                    claimed.append(
-                        ClaimedLine(
-                            batch_seq, batch_id, row.line, row.custom_id, row.body, row.attempts
+            )
+            if not rows:
+                return []
+            ids = dict(
+                (
+                    await session.execute(
+                        select(StoredBatch.seq, StoredBatch.id).where(
+                            StoredBatch.seq.in_({row.batch_seq for row in rows})
                         )
                     )
-            return claimed
+                ).all()
+            )
+        return [
+            ClaimedLine(
+                row.batch_seq, ids[row.batch_seq], row.line, row.custom_id, row.body, row.attempts
+            )
+            for row in sorted(rows, key=lambda row: (row.batch_seq, row.line))
+        ]
 
     async def renew_lines(
         self, batch_seq: int, lines: Sequence[int], worker_id: str, until: float
