@@ -227,11 +227,12 @@ def test_an_embedded_call_reaches_the_usage_ledger(
     result = embedded.triage_email(EMAIL, metadata={"user_id": "u-3"})
     url = f"sqlite+aiosqlite:///{embedded_home / 'aiservice.db'}"
 
-    # Other tests of this module triage on the same home: only this call's record counts.
+    # Other tests of this module triage on the same home: only this call's record counts
+    # (no other call carries this user_id).
     def recorded() -> list[dict[str, Any]]:
-        return [row for row in read_table(url) if row["record_id"] == result["id"]]
+        return [row for row in read_table(url) if row["metadata"].get("user_id") == "u-3"]
 
-    wait_until(recorded, timeout=10, what="the usage record")
+    wait_until(recorded, timeout=30, what="the usage record")
     [row] = recorded()
     assert row["route"] == f"{EMBEDDED_EMAIL_ROUTE}/triage"
     assert row["metadata"] == {"user_id": "u-3", "feature": "triage"}
