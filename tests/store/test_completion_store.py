@@ -275,12 +275,17 @@ def test_purge_command_deletes_expired_rows_and_says_how_many(tmp_path: Path):
 
     result = run_cli("purge", home=home)
     assert result.returncode == 0, result.stderr
-    assert "Purged 1 expired stored completion(s) and 0 stored response(s)." in result.stdout
+    assert (
+        "Purged 1 expired stored completion(s), 0 stored response(s) and 0 file(s)."
+        in result.stdout
+    )
     assert run_in_thread(remaining) == {live.id}
 
     again = run_cli("purge", home=home)
     assert again.returncode == 0, again.stderr
-    assert "Purged 0 expired stored completion(s) and 0 stored response(s)." in again.stdout
+    assert (
+        "Purged 0 expired stored completion(s), 0 stored response(s) and 0 file(s)." in again.stdout
+    )
 
 
 # -- migrations ----------------------------------------------------------------------------

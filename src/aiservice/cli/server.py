@@ -92,23 +92,25 @@ def db_upgrade(config: ConfigOption = None) -> None:
 
 
 def purge(config: ConfigOption = None) -> None:
-    """Delete expired stored completions and responses now (the server also does this
+    """Delete expired stored completions, responses and files now (the server also does this
     periodically)."""
     settings = settings_or_exit(config)
     settings.home.mkdir(parents=True, exist_ok=True)
     url = database_url(settings)
     upgrade_database(url)
-    completions, responses = asyncio.run(_purge(url, settings.retention_days))
+    completions, responses, files = asyncio.run(_purge(url, settings.retention_days))
     out.print(
-        f"Purged {completions} expired stored completion(s) and {responses} stored response(s)."
+        f"Purged {completions} expired stored completion(s), {responses} stored response(s) "
+        f"and {files} file(s)."
     )
 
 
-async def _purge(url: str, retention_days: int) -> tuple[int, int]:
+async def _purge(url: str, retention_days: int) -> tuple[int, int, int]:
     import time
 
     from aiservice.services.stored_completions import StoredCompletions  # imports openai: slow
     from aiservice.store.completions import CompletionStore
+    from aiservice.store.files import FileStore
     from aiservice.store.responses import ResponseStore
 
     database = Database(url)
@@ -117,6 +119,7 @@ async def _purge(url: str, retention_days: int) -> tuple[int, int]:
             CompletionStore(database), retention_days
         ).purge_expired()
         responses = await ResponseStore(database).purge_expired(int(time.time()))
-        return completions, responses
+        files = await FileStore(database).purge_expired(int(time.time()))
+        return completions, responses, files
     finally:
         await database.close()
