@@ -194,6 +194,9 @@ class RateLimitConfig(BaseModel):
     user: LimitValues = Field(default_factory=LimitValues)
     # How long a limited request may wait for its turn (in priority order) before its 429.
     max_wait_s: float = Field(default=0, ge=0, le=600)
+    # Batch lines may take at most this share of each limit: the rest is kept for the same
+    # key's and user's interactive requests, which a running batch then never crowds out.
+    batch_share: float = Field(default=0.8, gt=0, le=1)
 
 
 ModerationMode = Literal["off", "score", "block"]

@@ -420,3 +420,31 @@ def test_a_line_past_a_hard_budget_ends_budget_exceeded_and_costs_nothing(
     rows = [row for row in table_rows(server) if row["metadata"].get("batch_id") == batch.id]
     assert len(rows) == 2 and all(row["cost_usd"] == 0 for row in rows)
     assert {row["status_code"] for row in rows} == {429}
+
+
+def test_a_batch_leaves_part_of_its_key_s_rate_limit_to_interactive_requests(
+    client: OpenAI, server: RunningServer
+):
+    account = new_account(server, "batch-limits")
+    limited = raw(server, "PUT", f"/v1/admin/keys/{account.key_id}/rate_limits", json={"rpm": 10})
+    assert limited.status_code == 200, limited.text
+    mine = OpenAI(base_url=server.api_url, api_key=account.key, max_retries=0)
+    created = submit(mine, lines_of(10))
+    # batch_share 0.8: 8 of the 10 requests a minute, then the lines wait.
+    wait_until(
+        lambda: mine.batches.retrieve(created.id).request_counts.completed == 8,
+        timeout=60,
+        what="the batch's share of the limit used",
+    )
+    question = {"model": REMOTE, "messages": [{"role": "user", "content": "now"}]}
+    statuses = [
+        raw(server, "POST", "/v1/chat/completions", account.key, json=question).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [200, 200, 429]  # the 2 left were the interactive requests'
+    assert mine.batches.retrieve(created.id).request_counts.completed == 8
+    mine.batches.cancel(created.id)
+    batch = wait_for(mine, created.id)
+    assert batch.status == "cancelled" and batch.request_counts.completed == 8
+    rows = [row for row in table_rows(server) if row["metadata"].get("batch_id") == batch.id]
+    assert len(rows) == 8 and {row["priority"] for row in rows} == {"low"}

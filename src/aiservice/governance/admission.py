@@ -45,10 +45,18 @@ class RequestAdmission:
         self._user_defaults = config.user.model_dump(exclude_none=True)
 
     async def admit(
-        self, principal: Principal, body_bytes: int, output_tokens: int, priority: str | None
+        self,
+        principal: Principal,
+        body_bytes: int,
+        output_tokens: int,
+        priority: str | None,
+        *,
+        batch: bool = False,
     ) -> Admitted | None:
         """Wait for (up to `max_wait_s`) and take the request's share of its limits; None when
-        no limit applies. Raises RateLimitExceeded (429) when refused."""
+        no limit applies. Raises RateLimitExceeded (429) when refused. A `batch` line counts
+        against `batch_share` of each limit, so some room is always left for interactive
+        requests of the same key and user."""
         if principal == MASTER:
             return None
         key = (
@@ -67,6 +75,9 @@ class RequestAdmission:
             chosen = Priority(user.max_priority)  # a user's maximum holds for all their keys
         if not checks:
             return None
+        if batch and self._config.batch_share < 1:
+            share = self._config.batch_share
+            checks = {subject: _shared(limits, share) for subject, limits in checks.items()}
         tokens = math.ceil(body_bytes / 4) + output_tokens
         admission = await self.limiter.admit(
             checks, tokens, chosen, max_wait_s=self._config.max_wait_s
@@ -105,6 +116,17 @@ class _Effective:
         self.limits = limits if limits != RateLimits() else None
         self.priority = values.get("priority", "medium")
         self.max_priority = values.get("max_priority", "high")
+
+
+@lru_cache(maxsize=1024)
+def _shared(limits: RateLimits, share: float) -> RateLimits:
+    """`limits` cut to `share` of each (at least 1: a limit of 1 is not closed to batches)."""
+    return RateLimits(
+        *(
+            None if value is None else max(1, math.floor(value * share))
+            for value in limits.ordered()
+        )
+    )
 
 
 def _values(defaults: dict[str, Any], own: dict[str, Any] | None) -> _Effective:

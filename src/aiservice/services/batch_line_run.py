@@ -30,7 +30,7 @@ from aiservice.store.tables import StoredBatch
 log = logging.getLogger(__name__)
 
 BATCH_ROUTE = "/v1/batches"  # the route of a line's usage record
-_RETRY_WHEN_UNKNOWN_S = 1.0
+_RETRY_AT_LEAST_S = 0.2  # a refused line is not tried again sooner
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,11 @@ class LineRunner:
             try:
                 answer = await self._answer(batch, line, meter)
             except RateLimitExceeded as refused:
-                wait = refused.retry_after_s or _RETRY_WHEN_UNKNOWN_S
+                if refused.retry_after_s is None:  # larger than a limit: no wait admits it
+                    meter.failed(refused)
+                    ended = _answered(line, request_id, refused)
+                    return self._ended(batch, meter, ended, refused.status_code)
+                wait = max(refused.retry_after_s, _RETRY_AT_LEAST_S)
                 return LineOutcome(retry_at=time.time() + wait)
             except BudgetExceeded as spent:
                 meter.failed(spent)
@@ -102,7 +106,7 @@ class LineRunner:
         await self._budgets.check(principal)
         output_cap = getattr(checked.request, "output_token_cap", None)
         admitted = await self._admission.admit(
-            principal, len(json.dumps(line.body)), output_cap or 0, "low"
+            principal, len(json.dumps(line.body)), output_cap or 0, "low", batch=True
         )
         if admitted is not None:
             meter.priority = admitted.priority.value
