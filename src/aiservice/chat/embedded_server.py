@@ -36,7 +36,8 @@ class EmbeddedServerError(Exception):
 class EmbeddedServer:
     """aiservice on uvicorn in a daemon thread; `start()` returns once the models are loaded."""
 
-    def __init__(self, settings: Settings, *, ready_timeout_s: float = 120.0):
+    def __init__(self, settings: Settings, *, ready_timeout_s: float = 120.0, worker: bool = False):
+        self._worker = worker  # also run background jobs and batches (`aiservice batch`)
         self.api_key = "sk-chat-" + secrets.token_urlsafe(32)
         self.settings = settings.model_copy(update={"master_key": SecretStr(self.api_key)})
         self.log_path = self.settings.home / SERVER_LOG_NAME
@@ -55,7 +56,7 @@ class EmbeddedServer:
 
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self._log_stream = _log_to_file(self.settings.log_level, self.log_path)
-        app = create_app(self.settings, worker=False)  # chat runs no background jobs
+        app = create_app(self.settings, worker=self._worker)  # chat runs no background jobs
         server = uvicorn.Server(
             uvicorn.Config(app, log_config=None, access_log=False, server_header=False)
         )

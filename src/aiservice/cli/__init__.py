@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from aiservice.cli.batch import batch_app
 from aiservice.cli.budgets import alerts_app, budgets_app
 from aiservice.cli.chat import chat_command
 from aiservice.cli.email import email_app
@@ -43,3 +44,4 @@ app.add_typer(budgets_app, name="budgets")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(limits_app, name="limits")
 app.add_typer(email_app, name="email")
+app.add_typer(batch_app, name="batch")
