@@ -291,7 +291,9 @@ def test_a_partly_failed_batch_splits_its_lines_between_the_two_files(
     )
 
 
-def test_a_cancelled_batch_keeps_the_lines_already_done(client: OpenAI, upstream: FakeUpstream):
+def test_a_cancelled_batch_keeps_the_lines_already_done(
+    client: OpenAI, server: RunningServer, upstream: FakeUpstream
+):
     upstream.add_fault(Fault(path=CHAT, first_byte_delay_s=0.3, times=None))
     created = submit(client, lines_of(12))
     wait_until(
