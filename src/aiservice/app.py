@@ -15,6 +15,7 @@ from aiservice.api import (
     chat_completions,
     completions,
     conversations,
+    documents,
     email_routes,
     embeddings,
     files,
@@ -54,6 +55,7 @@ ROUTERS = (
     budgets.router,
     seed_routes.router,
     email_routes.router,
+    documents.router,
     usage.router,
 )
 
@@ -102,7 +104,10 @@ def create_app(settings: Settings, *, worker: bool = True, freeze_heap: bool = F
         BodySizeLimitMiddleware,
         max_bytes=settings.max_request_bytes,
         # An upload's limit is the file's, plus room for the multipart framing.
-        path_limits={"/v1/files": settings.max_file_bytes + 64 * 1024},
+        path_limits={
+            "/v1/files": settings.max_file_bytes + 64 * 1024,
+            documents.ANALYSES_PATH: documents.MAX_DOCUMENT_BYTES + 64 * 1024,
+        },
     )
     # Outermost: every line has the request id, every model request reaches the ledger.
     app.add_middleware(

@@ -16,7 +16,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aiservice.errors import AIServiceError, InternalError, ServiceUnavailable, as_service_error
+from aiservice.errors import (
+    AIServiceError,
+    InternalError,
+    InvalidRequest,
+    ServiceUnavailable,
+    as_service_error,
+)
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionChunk
@@ -76,6 +82,27 @@ class EmbeddedService:
             )
 
         return self._run(answer)
+
+    def create_analysis(self, source: Any, model: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Start a document analysis (`source`: a path or a text) on this process's workers,
+        which start with it."""
+        from aiservice.governance.accounts import Principal
+
+        runtime = self._started()[1]
+
+        async def create(services: AppServices) -> dict[str, Any]:
+            runtime.start_worker()
+            document = await asyncio.to_thread(_document, source)
+            principal = Principal(owner=_owner(), is_admin=True)
+            return await services.analyses.create(document, model, principal, **options)
+
+        return self._run(create)
+
+    def get_analysis(self, analysis_id: str) -> dict[str, Any]:
+        return self._run(lambda services: services.analyses.retrieve(_owner(), analysis_id))
+
+    def cancel_analysis(self, analysis_id: str) -> dict[str, Any]:
+        return self._run(lambda services: services.analyses.cancel(_owner(), analysis_id))
 
     def stream(self, params: dict[str, Any]) -> Result:
         from aiservice.metering.meter import metering
@@ -227,6 +254,16 @@ class EmbeddedService:
 
         # Through JSON, as the server reads it: both modes accept exactly the same values.
         return parsed(ChatCompletionRequest, json.dumps(params))
+
+
+def _document(source: Any) -> Any:
+    """The document of a path, or of a text; a DocumentError as a 400."""
+    from aiservice.documents import DocumentError, document_from_text, read_document
+
+    try:
+        return read_document(source) if isinstance(source, Path) else document_from_text(source)
+    except DocumentError as exc:
+        raise InvalidRequest(str(exc), param="document", code="unreadable_document") from None
 
 
 def _owner() -> str:

@@ -329,6 +329,35 @@ class AIService:
 
         return self._answer(answer)
 
+    def analyze_document(
+        self,
+        document: str | os.PathLike[str],
+        model: str = "gpt-4o-mini",
+        *,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        chunk_tokens: int | None = None,
+        metadata: dict[str, str] | None = None,
+        poll_s: float = 1.0,
+    ) -> Result:
+        """Analyse a document (a path, or its text) and wait for its report.
+
+        The analysis runs as background jobs (on the server, or on workers this process
+        starts); `on_progress` gets the progress (`done`, `total`, `tokens`, `cost`) each time
+        it changes. Returns `{"success": True, "id", "model", "report", "usage", "cost"}`, or
+        `{"success": False, "error", …}`. A `str` naming an existing file is read as one.
+        """
+        source: Any = document
+        if isinstance(document, os.PathLike) or _names_a_file(document):
+            source = Path(document)
+        options = {"chunk_tokens": chunk_tokens, "metadata": metadata}
+
+        def analyse() -> Result:
+            created = self._backend.create_analysis(source, model, options)
+            analysis = _followed(self._backend, created, on_progress, poll_s)
+            return _analysis_result(analysis)
+
+        return self._answer(analyse)
+
     def close(self) -> None:
         """Release the models, the database and the loop (embedded) or the HTTP client
         (remote). The object stays usable: the next call starts again."""
@@ -352,3 +381,47 @@ class AIService:
 
 
 # --- embedded mode -------------------------------------------------------------------------
+
+
+# --- document analysis ------------------------------------------------------------------------
+
+_ANALYSIS_ENDS = ("completed", "failed", "cancelled")
+
+
+def _names_a_file(text: str) -> bool:
+    return len(text) < 4096 and "\n" not in text and Path(text).expanduser().is_file()
+
+
+def _followed(
+    backend: EmbeddedService | RemoteService,
+    analysis: dict[str, Any],
+    on_progress: Callable[[dict[str, Any]], None] | None,
+    poll_s: float,
+) -> dict[str, Any]:
+    """Poll the analysis until it ends, telling `on_progress` of each change."""
+    import time
+
+    seen = None
+    while True:
+        progress = analysis["progress"]
+        if on_progress is not None and progress != seen:
+            on_progress(dict(progress))
+            seen = progress
+        if analysis["status"] in _ANALYSIS_ENDS:
+            return analysis
+        time.sleep(poll_s)
+        analysis = backend.get_analysis(analysis["id"])
+
+
+def _analysis_result(analysis: dict[str, Any]) -> Result:
+    common = {
+        "id": analysis["id"],
+        "model": analysis["model"],
+        "status": analysis["status"],
+        "usage": analysis["usage"],
+        "cost": analysis["cost"],
+    }
+    if analysis["status"] != "completed":
+        error = analysis.get("error") or f"The analysis was {analysis['status']}."
+        return {"success": False, "error": error, **common}
+    return {"success": True, "report": analysis["report"], **common}

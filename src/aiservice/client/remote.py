@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Result = dict[str, Any]
+_ANALYSES = "/api/ai/documents/analyses"
 
 
 class RemoteService:
@@ -107,6 +108,25 @@ class RemoteService:
         url = f"{self.base_url}/api/ai/email/{ROUTE_NAMES[feature]}"
         body = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
         return self._call(lambda: self.sdk.post(url, cast_to=object, body=body))  # type: ignore[return-value]
+
+    def create_analysis(self, source: Any, model: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Start a document analysis on the server: the document is read here (the same
+        readers) and sent as text."""
+        from aiservice.client.embedded import _document
+
+        document = _document(source)
+        body = {"text": document.text, "name": document.name, "model": model, **options}
+        body = {key: value for key, value in body.items() if value is not None}
+        url = f"{self.base_url}{_ANALYSES}"
+        return self._call(lambda: self.sdk.post(url, cast_to=object, body=body))  # type: ignore[return-value]
+
+    def get_analysis(self, analysis_id: str) -> dict[str, Any]:
+        url = f"{self.base_url}{_ANALYSES}/{analysis_id}"
+        return self._call(lambda: self.sdk.get(url, cast_to=object))  # type: ignore[return-value]
+
+    def cancel_analysis(self, analysis_id: str) -> dict[str, Any]:
+        url = f"{self.base_url}{_ANALYSES}/{analysis_id}"
+        return self._call(lambda: self.sdk.delete(url, cast_to=object))  # type: ignore[return-value]
 
     def close(self) -> None:
         with self._lock:

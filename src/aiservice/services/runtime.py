@@ -29,6 +29,7 @@ from aiservice.metering.pricing import PriceList
 from aiservice.observability.metrics import ServiceMetrics
 from aiservice.observability.tracing import RequestTracing, tracing_from_environment
 from aiservice.providers.registry import ModelRegistry
+from aiservice.services.analysis_driver import AnalysisDriver
 from aiservice.services.background import BackgroundWorker, WorkerSettings
 from aiservice.services.batch_endpoints import BatchEndpoints
 from aiservice.services.batch_finish import BatchFinisher
@@ -39,6 +40,7 @@ from aiservice.services.batches import BatchService
 from aiservice.services.chat_completions import ChatCompletionService
 from aiservice.services.content_guard import ContentGuard
 from aiservice.services.conversations import ConversationService
+from aiservice.services.document_analysis import AnalysisService
 from aiservice.services.embeddings import EmbeddingService
 from aiservice.services.files import FileService
 from aiservice.services.moderations import ModerationService
@@ -47,6 +49,7 @@ from aiservice.services.stored_completions import StoredCompletions
 from aiservice.services.text_completions import TextCompletionService
 from aiservice.settings import Settings
 from aiservice.store.accounts import AccountStore
+from aiservice.store.analyses import AnalysisStore
 from aiservice.store.batches import BatchStore
 from aiservice.store.completions import CompletionStore
 from aiservice.store.conversations import ConversationStore
@@ -82,6 +85,7 @@ class AppServices:
     moderations: ModerationService
     files: FileService
     batches: BatchService
+    analyses: AnalysisService
     budgets: Budgets = field(init=False)  # built on the ledger, below
     master_key: MasterKey | None = None  # set in the lifespan
     tracing: RequestTracing | None = None  # with OTEL_EXPORTER_OTLP_ENDPOINT
@@ -100,6 +104,15 @@ def build_services(settings: Settings) -> AppServices:
     moderations = ModerationService(settings.moderation)
     guard = ContentGuard(moderations, settings, metrics if settings.metrics_enabled else None)
     files = FileService(FileStore(database), settings.max_file_bytes, settings.batch_max_lines)
+    responses = ResponseService(
+        registry,
+        response_store,
+        conversations,
+        conversation_store,
+        guard,
+        settings.retention_days,
+        poll_s=settings.worker_poll_s,
+    )
     services = AppServices(
         registry=registry,
         database=database,
@@ -107,15 +120,7 @@ def build_services(settings: Settings) -> AppServices:
         text_completions=TextCompletionService(registry),
         embeddings=EmbeddingService(registry),
         stored_completions=stored,
-        responses=ResponseService(
-            registry,
-            response_store,
-            conversations,
-            conversation_store,
-            guard,
-            settings.retention_days,
-            poll_s=settings.worker_poll_s,
-        ),
+        responses=responses,
         conversations=conversations,
         response_store=response_store,
         accounts=Accounts(AccountStore(database)),
@@ -132,6 +137,14 @@ def build_services(settings: Settings) -> AppServices:
         moderations=moderations,
         files=files,
         batches=BatchService(BatchStore(database), files),
+        analyses=AnalysisService(
+            AnalysisStore(database),
+            responses,
+            response_store,
+            usage,
+            registry,
+            settings.models,
+        ),
     )
     services.budgets = build_budgets(settings, database, services.ledger)
     if settings.metrics_enabled:
@@ -212,6 +225,13 @@ class ServiceRuntime:
             self.worker = self._start_worker(after_models=not wait_for_models)
         return new_key
 
+    def start_worker(self) -> BackgroundWorker:
+        """Run the workers in this process from now on, if they do not run yet (the embedded
+        facade, for a document analysis)."""
+        if self.worker is None:
+            self.worker = self._start_worker(after_models=True)
+        return self.worker
+
     def _start_worker(self, *, after_models: bool) -> BackgroundWorker:
         settings, services = self.settings, self.services
         worker = BackgroundWorker(
@@ -229,6 +249,13 @@ class ServiceRuntime:
         services.responses.on_cancelled = worker.cancelled
         batches = self._batch_worker()
         services.batches.on_enqueued = batches.wake
+        analyses = AnalysisDriver(
+            services.analyses,
+            services.responses,
+            services.response_store,
+            WorkerSettings(lease_s=settings.job_lease_s, poll_s=settings.worker_poll_s),
+        )
+        services.analyses.on_enqueued = analyses.wake
 
         async def run_when_ready(run: Callable[[], Awaitable[None]]) -> None:
             # Jobs need the model: a worker that claimed one before it loaded would fail it.
@@ -238,6 +265,7 @@ class ServiceRuntime:
 
         self._background.append(asyncio.create_task(run_when_ready(worker.run)))
         self._background.append(asyncio.create_task(run_when_ready(batches.run)))
+        self._background.append(asyncio.create_task(run_when_ready(analyses.run)))
         return worker
 
     def _batch_worker(self) -> BatchWorker:

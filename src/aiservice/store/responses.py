@@ -314,6 +314,18 @@ class ResponseStore:
             )
             return int(count or 0)
 
+    async def bodies(self, response_ids: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The status and body of each of these responses that exists, by id."""
+        if not response_ids:
+            return {}
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(StoredResponse.id, StoredResponse.status, StoredResponse.response).where(
+                    StoredResponse.id.in_(response_ids)
+                )
+            )
+            return {row.id: (row.status, row.response) for row in rows}
+
     async def status(self, response_id: str) -> str | None:
         async with self._sessions() as session:
             return await session.scalar(

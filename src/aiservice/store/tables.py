@@ -389,3 +389,35 @@ class BatchLine(Base):
         Index("ix_batch_lines_state", "batch_seq", "state", "line"),
         Index("ix_batch_lines_custom_id", "batch_seq", "custom_id", unique=True),
     )
+
+
+class DocumentAnalysis(Base):
+    """A document analysis: its chunks, the background responses of its stages, its report.
+    Also a job while it runs: a worker claims it under a lease to start its next stage."""
+
+    __tablename__ = "document_analyses"
+
+    seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)  # "analysis_…"
+    owner: Mapped[str] = mapped_column(String(128))
+    principal: Mapped[dict[str, Any]] = mapped_column(Document)  # as governance's Principal
+    model: Mapped[str] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(512))  # the document's file name
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)
+    chunks: Mapped[list[str]] = mapped_column(Document)  # the document's pieces, in order
+    # Every stage job so far, in order: {"stage": "map" | "reduce-N" | "report", "id"}.
+    jobs: Mapped[list[dict[str, str]]] = mapped_column(Document)
+    stage: Mapped[str | None] = mapped_column(String(16))  # the stage now running
+    report: Mapped[dict[str, Any] | None] = mapped_column(Document)
+    error: Mapped[str | None] = mapped_column(String(1024))
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", Document)
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_document_analyses_owner_seq", "owner", "seq"),
+        Index("ix_document_analyses_status", "status", "seq"),
+    )

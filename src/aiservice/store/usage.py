@@ -30,6 +30,8 @@ class UsageQuery:
     until: float | None = None
     owner: str | None = None  # None: everyone's (admins)
     group_by: tuple[str, ...] = ()
+    # Only records whose metadata holds every one of these pairs (an analysis's, a batch's).
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 class UsageStore:
@@ -121,6 +123,8 @@ def _window(query: UsageQuery) -> list[ColumnElement[bool]]:
         conditions.append(UsageRecord.created_at < query.until)
     if query.owner is not None:
         conditions.append(UsageRecord.owner == query.owner)
+    for key, value in query.metadata:
+        conditions.append(UsageRecord.metadata_[key].as_string() == value)
     return conditions
 
 
