@@ -125,12 +125,7 @@ def build_services(settings: Settings) -> AppServices:
         response_store=response_store,
         accounts=Accounts(AccountStore(database)),
         login_throttle=LoginThrottle(),
-        ledger=UsageLedger(
-            usage,
-            PriceList(settings),
-            flush_s=settings.ledger_flush_s,
-            batch_size=settings.ledger_batch_size,
-        ),
+        ledger=_ledger(settings, usage),
         usage=usage,
         metrics=metrics,
         admission=_admission(settings),
@@ -138,12 +133,7 @@ def build_services(settings: Settings) -> AppServices:
         files=files,
         batches=BatchService(BatchStore(database), files),
         analyses=AnalysisService(
-            AnalysisStore(database),
-            responses,
-            response_store,
-            usage,
-            registry,
-            settings.models,
+            AnalysisStore(database), responses, response_store, usage, registry, settings.models
         ),
     )
     services.budgets = build_budgets(settings, database, services.ledger)
@@ -153,6 +143,15 @@ def build_services(settings: Settings) -> AppServices:
     if services.tracing is not None:
         services.ledger.on_record.append(services.tracing.observe_record)
     return services
+
+
+def _ledger(settings: Settings, usage: UsageStore) -> UsageLedger:
+    return UsageLedger(
+        usage,
+        PriceList(settings),
+        flush_s=settings.ledger_flush_s,
+        batch_size=settings.ledger_batch_size,
+    )
 
 
 def _admission(settings: Settings) -> RequestAdmission:
