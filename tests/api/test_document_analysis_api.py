@@ -17,6 +17,7 @@ import pytest
 from aiservice.store.analyses import AnalysisStore
 from aiservice.store.database import Database
 from aiservice.testing import FakeUpstream, Fault
+from document_samples import Samples, write_samples
 from support import (
     MASTER_KEY,
     RunningServer,
@@ -222,6 +223,31 @@ def test_an_unknown_or_foreign_analysis_is_not_found(server: RunningServer):
     assert call(server, "DELETE", f"{PATH}/{body['id']}", headers=other).status_code == 404
     assert call(server, "GET", f"{PATH}/analysis_nope").status_code == 404
     assert call(server, "GET", PATH.replace("analyses", "x")).status_code == 404
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> Samples:
+    return write_samples(tmp_path_factory.mktemp("analysis-samples"))
+
+
+@pytest.mark.parametrize("kind", ["thirty_pages_pdf", "word", "french_txt", "email"])
+def test_real_documents_are_analysed(server: RunningServer, samples: Samples, kind: str):
+    path: Path = getattr(samples, kind)
+    files = {"file": (path.name, path.read_bytes())}
+    created = call(server, "POST", files=files, data={"model": MODEL})
+    assert created.status_code == 200, created.text
+    analysis = finished(server, created.json()["id"])
+    assert analysis["status"] == "completed" and analysis["name"] == path.name
+    if kind == "thirty_pages_pdf":  # about 9,000 words: several pieces, map then report
+        assert analysis["progress"]["chunks"] > 1
+        assert analysis["usage"]["stages"]["map"]["requests"] == analysis["progress"]["chunks"]
+
+
+def test_an_image_only_pdf_is_refused_naming_the_file(server: RunningServer, samples: Samples):
+    path = samples.image_only_pdf
+    response = call(server, "POST", files={"file": (path.name, path.read_bytes())})
+    assert response.status_code == 400
+    assert path.name in response.json()["error"] and "text layer" in response.json()["error"]
 
 
 def test_an_analysis_survives_a_kill_of_its_server(

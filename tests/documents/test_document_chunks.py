@@ -17,7 +17,7 @@ from aiservice.documents import (
 )
 from aiservice.documents.boundaries import sentences
 from aiservice.documents.chunks import MIN_CHUNK_TOKENS
-from conftest import FRENCH_TEXT, Samples
+from document_samples import FRENCH_TEXT, Samples
 
 WORDS = [
     "le",

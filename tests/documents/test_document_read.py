@@ -16,7 +16,7 @@ from aiservice.documents import (
     read_document,
     read_document_bytes,
 )
-from conftest import (
+from document_samples import (
     ATTACHMENT_NAME,
     ATTACHMENT_TEXT,
     DOCX_TITLE,

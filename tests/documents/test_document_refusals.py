@@ -19,7 +19,7 @@ from aiservice.documents import (
     read_document,
     read_document_bytes,
 )
-from conftest import Samples, pdf_bytes
+from document_samples import Samples, pdf_bytes
 
 
 def _refusal(read, *args) -> str:
