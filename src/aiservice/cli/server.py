@@ -58,7 +58,8 @@ def serve(
 
 
 def worker_command(config: ConfigOption = None) -> None:
-    """Run background responses from the database until stopped (Ctrl-C or SIGTERM)."""
+    """Run background responses, batches and document analyses from the database until
+    stopped (Ctrl-C or SIGTERM)."""
     import signal
 
     from aiservice.services.runtime import ServiceRuntime
