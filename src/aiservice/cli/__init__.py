@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from aiservice.cli.analyze import analyze_command
 from aiservice.cli.batch import batch_app
 from aiservice.cli.budgets import alerts_app, budgets_app
 from aiservice.cli.chat import chat_command
@@ -32,6 +33,7 @@ app.command()(serve)
 app.command("worker")(worker_command)
 app.command()(purge)
 app.command("chat")(chat_command)
+app.command("analyze")(analyze_command)
 app.command("usage")(usage_command)
 
 users_app.command("limits")(users_limits)

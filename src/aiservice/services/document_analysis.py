@@ -27,7 +27,7 @@ from aiservice.services.analysis_prompts import (
 )
 from aiservice.services.responses import ResponseService
 from aiservice.settings import ModelConfig
-from aiservice.store.analyses import RUNNING, AnalysisStore, NewAnalysis
+from aiservice.store.analyses import AnalysisStore, NewAnalysis
 from aiservice.store.response_status import UNFINISHED
 from aiservice.store.responses import ResponseStore
 from aiservice.store.tables import DocumentAnalysis
@@ -143,8 +143,8 @@ class AnalysisService:
         found = await self._response_store.bodies([job["id"] for job in row.jobs])
         done = sum(1 for status, _ in found.values() if status not in UNFINISHED)
         total = len(row.jobs) + (0 if row.stage == "report" else 1)
-        if row.status == "queued":
-            total = len(row.chunks) + 1
+        if row.status == "queued":  # one piece goes straight to the report
+            total = 1 if len(row.chunks) == 1 else len(row.chunks) + 1
         usage = await self.usage_of(row)
         return {
             "object": "document.analysis",
@@ -154,7 +154,8 @@ class AnalysisService:
             "name": row.name,
             "stage": row.stage,
             "progress": {
-                "done": done if row.status in RUNNING else total,
+                # Jobs that ended; a completed analysis has done them all.
+                "done": total if row.status == "completed" else done,
                 "total": total,
                 "chunks": len(row.chunks),
                 "tokens": usage["total_tokens"],
@@ -184,7 +185,7 @@ class AnalysisService:
                 "requests": group["requests"],
                 "input_tokens": group["input_tokens"],
                 "output_tokens": group["output_tokens"],
-                "cost": group["cost_usd"],
+                "cost": round(group["cost_usd"], 10),
             }
             for group in rows
         }
