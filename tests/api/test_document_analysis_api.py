@@ -6,7 +6,6 @@ the analysis, cancel stopping every job, a restart mid-analysis, and the refusal
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from aiservice.store.analyses import AnalysisStore
 from aiservice.store.database import Database
 from aiservice.testing import FakeUpstream, Fault
+from analysis_support import long_text, stage_reply
 from document_samples import Samples, write_samples
 from support import (
     MASTER_KEY,
@@ -37,29 +37,6 @@ PATH = "/api/ai/documents/analyses"
 PRICE_IN, PRICE_OUT = 1.0, 4.0
 NO_DATABASE_URL: dict[str, str | None] = {"DATABASE_URL": None, "AISERVICE_DATABASE_URL": None}
 ENDS = {"completed", "failed", "cancelled"}
-
-
-def stage_reply(body: dict[str, Any]) -> str:
-    """Valid JSON for the stage's schema: the report has a title, the others key points."""
-    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
-    if "title" in (schema.get("properties") or {}):
-        return json.dumps(
-            {
-                "title": "Quarterly report",
-                "summary": "Sales grew and costs fell.",
-                "key_points": ["Sales grew 12 %", "Costs fell"],
-                "recommendations": ["Hire two engineers"],
-                "sections": [{"heading": "Sales", "summary": "Up 12 %."}],
-            }
-        )
-    return json.dumps({"key_points": ["A point of this part", "Another point"]})
-
-
-def long_text(paragraphs: int) -> str:
-    return "\n\n".join(
-        f"Paragraph {i}. " + " ".join(f"word{i}_{j}" for j in range(120)) + "."
-        for i in range(paragraphs)
-    )
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from aiservice.testing import FakeUpstream, Fault
+from analysis_support import REPORT_TITLE, long_text, stage_reply
 from support import (
     MASTER_KEY,
     RunningServer,
@@ -34,32 +35,9 @@ from usage_support import table_rows
 MODEL, DEAR_MODEL = "analyst", "analyst-pro"  # the second costs ten times as much
 PATH = "/api/ai/documents/analyses"
 SUMMARY_KEYS = {"id", "model", "status", "report", "usage", "cost"}
-TITLE = "Quarterly report"
+TITLE = REPORT_TITLE
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][A-Z0-9]|\x1b[=>78]")
 SLOW = Fault(path="/v1/chat/completions", first_byte_delay_s=1.0, times=None)
-
-
-def stage_reply(body: dict[str, Any]) -> str:
-    """Valid JSON for the stage's schema: the report has a title, the others key points."""
-    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
-    if "title" in (schema.get("properties") or {}):
-        return json.dumps(
-            {
-                "title": TITLE,
-                "summary": "Sales grew and costs fell [by a lot].",
-                "key_points": ["Sales grew 12 %", "Costs fell"],
-                "recommendations": ["Hire two engineers"],
-                "sections": [{"heading": "Sales", "summary": "Up 12 %."}],
-            }
-        )
-    return json.dumps({"key_points": ["A point of this part", "Another point"]})
-
-
-def long_text(paragraphs: int) -> str:
-    return "\n\n".join(
-        f"Paragraph {i}. " + " ".join(f"word{i}_{j}" for j in range(120)) + "."
-        for i in range(paragraphs)
-    )
 
 
 def model_entry(name: str, upstream: FakeUpstream, price_in: float, price_out: float) -> str:

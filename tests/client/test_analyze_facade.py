@@ -4,7 +4,6 @@ as the jobs end, the cost equal to the analysis's ledger rows, failures as dicti
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,33 +14,12 @@ import pytest
 from aiservice import AIService
 from aiservice.services.analysis_schemas import Report
 from aiservice.testing import FakeUpstream
+from analysis_support import long_text, stage_reply
 from support import MASTER_KEY, RunningServer, start_server, stop_server
 from usage_support import read_table, table_rows
 
 MODEL = "analyst"
 DATABASE_VARIABLES = {"DATABASE_URL", "AISERVICE_DATABASE_URL"}
-
-
-def stage_reply(body: dict[str, Any]) -> str:
-    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
-    if "title" in (schema.get("properties") or {}):
-        return json.dumps(
-            {
-                "title": "Memo",
-                "summary": "A memo.",
-                "key_points": ["One"],
-                "recommendations": [],
-                "sections": [],
-            }
-        )
-    return json.dumps({"key_points": ["A point"]})
-
-
-def long_text(paragraphs: int) -> str:
-    return "\n\n".join(
-        f"Paragraph {i}. " + " ".join(f"w{i}_{j}" for j in range(150)) + "."
-        for i in range(paragraphs)
-    )
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,8 @@ _REPORT = (
 # Output budgets: enough for the longest answer the schemas allow on most models, and what
 # bounds a stage's time on the local one.
 MAP_OUTPUT_TOKENS = 400
+# About what the instructions and fences of a stage cost, over its text.
+PROMPT_OVERHEAD_TOKENS = 200
 REPORT_OUTPUT_TOKENS = 900
 
 
@@ -78,8 +80,3 @@ def stage_request(
         },
     }
     return ResponseRequest.model_validate(body)
-
-
-def prompt_overhead_tokens() -> int:
-    """About what the instructions and fences of a stage cost, over its text."""
-    return 200

@@ -23,7 +23,7 @@ from aiservice.providers.registry import ModelRegistry
 from aiservice.services.analysis_prompts import (
     FEATURE,
     MAP_OUTPUT_TOKENS,
-    prompt_overhead_tokens,
+    PROMPT_OVERHEAD_TOKENS,
 )
 from aiservice.services.responses import ResponseService
 from aiservice.settings import ModelConfig
@@ -75,7 +75,7 @@ class AnalysisService:
                 if config is None or config.provider == "local"
                 else (_UPSTREAM_CONTEXT)
             )
-        room = window - prompt_overhead_tokens() - MAP_OUTPUT_TOKENS
+        room = window - PROMPT_OVERHEAD_TOKENS - MAP_OUTPUT_TOKENS
         return max(MIN_CHUNK_TOKENS, min(asked or DEFAULT_CHUNK_TOKENS, room))
 
     async def create(

@@ -194,9 +194,5 @@ def file_object(row: StoredFile) -> dict[str, Any]:
     ).model_dump(mode="json", exclude_none=True)  # the spec's fields are never null
 
 
-def new_file_id() -> str:
-    return _file_id()
-
-
 def _file_id() -> str:
     return f"file-{secrets.token_hex(12)}"

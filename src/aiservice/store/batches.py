@@ -210,15 +210,6 @@ class BatchStore:
                 .returning(StoredBatch)
             )
 
-    async def renew(self, batch_id: str, worker_id: str, until: float) -> bool:
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(StoredBatch)
-                .where(StoredBatch.id == batch_id, StoredBatch.worker_id == worker_id)
-                .values(lease_expires_at=until)
-            )
-            return result.rowcount > 0
-
     async def renew_any(self, worker_id: str, until: float) -> None:
         """Extend the lease of whatever batch this worker holds."""
         async with self._sessions.begin() as session:
