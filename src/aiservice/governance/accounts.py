@@ -40,6 +40,8 @@ class Principal:
     # Their own content policy, SafetyValues without its unset fields (None: none of their own).
     key_safety: dict[str, Any] | None = None
     user_safety: dict[str, Any] | None = None
+    # Zero data retention (the key's or the user's): store nothing but usage counts.
+    zero_retention: bool = False
 
 
 MASTER = Principal(owner="admin", is_admin=True)
@@ -204,6 +206,7 @@ class Accounts:
             user_limits=found.user_limits,
             key_safety=found.key_safety,
             user_safety=found.user_safety,
+            zero_retention=found.zero_retention,
         )
 
     async def principal_for_password(self, email: str, password: str) -> Principal | None:
@@ -226,6 +229,7 @@ class Accounts:
             email=user.email,
             user_limits=user.rate_limits,
             user_safety=user.safety,
+            zero_retention=user.zero_retention,
         )
 
 

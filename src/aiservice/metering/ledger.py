@@ -103,6 +103,7 @@ class UsageLedger:
             "priority": meter.priority,
             "wait_ms": round(meter.wait_ms, 3) if meter.wait_ms is not None else None,
             "metadata": meter.metadata,
+            "end_user": meter.end_user,
             # Not a column: read by the metrics listener, dropped before the write.
             "_attempts": meter.attempts,
         }

@@ -39,6 +39,8 @@ class Meter:
     cached_tokens: int | None = None
     first_token: float | None = None  # perf_counter time of the first generated token
     metadata: dict[str, str] = field(default_factory=dict)
+    # The request's `safety_identifier` or `user`: the calling application's end user.
+    end_user: str | None = None
     error: AIServiceError | None = None
     attempts: list[Any] = field(default_factory=list)  # providers.upstream.Attempt
     # Set when another party writes this request's record (a background job's worker).
@@ -54,9 +56,12 @@ class Meter:
     # A line of a batch: priced at the batch discount.
     batch: bool = False
 
-    def requested(self, model: str, metadata: dict[str, str] | None) -> None:
+    def requested(
+        self, model: str, metadata: dict[str, str] | None, end_user: str | None = None
+    ) -> None:
         self.model_requested = model
         self.metadata = dict(metadata or {})
+        self.end_user = end_user
 
     def failed(self, error: BaseException) -> None:
         self.error = as_service_error(error)

@@ -113,7 +113,11 @@ class BackgroundWorker:
     async def _run(self, row: StoredResponse) -> None:
         meter = Meter("/v1/responses", row.request_id or row.id, background=True)
         meter.owner, meter.key_id = row.owner, row.key_id
-        meter.requested(row.request.get("model", row.model), row.request.get("metadata"))
+        meter.requested(
+            row.request.get("model", row.model),
+            row.request.get("metadata"),
+            row.request.get("safety_identifier") or row.request.get("user"),
+        )
         with metering(meter):
             status_code = await self._run_metered(row, meter)
         if status_code is not None and self._ledger is not None:

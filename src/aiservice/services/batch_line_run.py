@@ -73,7 +73,10 @@ class LineRunner:
         request_id = f"req_{secrets.token_hex(16)}"
         meter = Meter(BATCH_ROUTE, request_id, background=True, batch=True)
         meter.owner, meter.key_id = batch.principal.owner, batch.principal.key_id
-        meter.requested(str(line.body.get("model") or ""), None)
+        body = line.body
+        meter.requested(
+            str(body.get("model") or ""), None, body.get("safety_identifier") or body.get("user")
+        )
         with metering(meter):
             try:
                 answer = await self._answer(batch, line, meter)

@@ -94,7 +94,9 @@ class ChatCompletionService:
         (None: the configured defaults)."""
         meter = current_meter()
         if meter is not None:
-            meter.requested(request.model, request.metadata)
+            meter.requested(
+                request.model, request.metadata, request.safety_identifier or request.user
+            )
         served = self._registry.resolve(request.model)
         policy = self._guard.policy(request.moderation, principal)
         if policy.pii != "off":  # what the model and the store see from here on

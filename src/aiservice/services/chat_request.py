@@ -195,6 +195,7 @@ class ChatCompletionRequest(_Lenient):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     user: str | None = None
+    safety_identifier: str | None = Field(default=None, max_length=64)
     metadata: Metadata | None = None
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = Field(default=None, max_length=128)

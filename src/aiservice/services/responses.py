@@ -464,7 +464,7 @@ def _oldest_to_drop(messages: list[PromptMessage], exc: ContextLengthExceeded) -
 def _meter_request(request: ResponseRequest) -> Meter | None:
     meter = current_meter()
     if meter is not None:
-        meter.requested(request.model, request.metadata)
+        meter.requested(request.model, request.metadata, request.safety_identifier or request.user)
     return meter
 
 

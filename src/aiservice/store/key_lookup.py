@@ -34,6 +34,9 @@ _ACTIVE_KEY = (
         User.email,
         User.rate_limits,
         User.safety,
+        ApiKey.expires_at,
+        ApiKey.zero_retention,
+        User.zero_retention,
     )
     .join(User, User.id == ApiKey.user_id)
     .where(
@@ -56,6 +59,8 @@ class ActiveKey(NamedTuple):
     user_limits: dict[str, Any] | None
     key_safety: dict[str, Any] | None
     user_safety: dict[str, Any] | None
+    expires_at: int | None = None  # unix seconds; None: never
+    zero_retention: bool = False  # the key's or its user's
 
 
 class KeyLookup:
@@ -82,7 +87,8 @@ class KeyLookup:
             row = await pool.fetchrow(_POSTGRES, key_hash)
         if row is None:
             return None
-        key_id, key_limits, key_safety, user_id, is_admin, email, user_limits, user_safety = row
+        (key_id, key_limits, key_safety, user_id, is_admin, email, user_limits, user_safety,
+         expires_at, key_zero, user_zero) = row  # fmt: skip
         return ActiveKey(
             key_id=key_id,
             key_limits=_json(key_limits),
@@ -92,6 +98,8 @@ class KeyLookup:
             user_limits=_json(user_limits),
             key_safety=_json(key_safety),
             user_safety=_json(user_safety),
+            expires_at=expires_at,
+            zero_retention=bool(key_zero) or bool(user_zero),
         )
 
     async def close(self) -> None:

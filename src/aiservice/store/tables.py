@@ -88,6 +88,8 @@ class User(Base):
     # Content policy over the configured one: {"moderation", "pii"} (settings.SafetyValues,
     # only the fields set); None: the configured policy.
     safety: Mapped[dict[str, Any] | None] = mapped_column(Document)
+    # Zero data retention: nothing of their requests is stored but usage counts.
+    zero_retention: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ApiKey(Base):
@@ -108,6 +110,12 @@ class ApiKey(Base):
     rate_limits: Mapped[dict[str, Any] | None] = mapped_column(Document)
     # This key's own content policy (same shape as the user's); it wins over the user's.
     safety: Mapped[dict[str, Any] | None] = mapped_column(Document)
+    # The key stops working at this time (unix seconds): "api_key_expired". None: never.
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    # Zero data retention (as its user's): nothing of its requests is stored but usage.
+    zero_retention: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when the key was rotated: the key that replaces it.
+    successor_id: Mapped[str | None] = mapped_column(String(40))
 
 
 class StoredResponse(Base):
@@ -235,12 +243,16 @@ class UsageRecord(Base):
     priority: Mapped[str | None] = mapped_column(String(8))
     wait_ms: Mapped[float | None] = mapped_column(Float)
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", Document)
+    # The request's `user` (or `safety_identifier`): the end user of the calling application,
+    # a data subject whose usage an erasure replaces by a pseudonym.
+    end_user: Mapped[str | None] = mapped_column(String(256))
 
     __table_args__ = (
         Index("ix_usage_records_created_at", "created_at"),
         Index("ix_usage_records_owner_created_at", "owner", "created_at"),
         Index("ix_usage_records_key_created_at", "key_id", "created_at"),
         Index("ix_usage_records_record_id", "record_id", unique=True),
+        Index("ix_usage_records_end_user", "end_user"),
     )
 
 
@@ -420,4 +432,58 @@ class DocumentAnalysis(Base):
     __table_args__ = (
         Index("ix_document_analyses_owner_seq", "owner", "seq"),
         Index("ix_document_analyses_status", "status", "seq"),
+    )
+
+
+class AuditEntry(Base):
+    """One administrative action (users, keys, budgets, limits, policies, erase, export), as
+    it was done: who, when, what, on what, under which request. Rows are only ever added."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)  # "audit_…"
+    created_at: Mapped[int] = mapped_column(BigInteger)  # unix seconds
+    actor: Mapped[str] = mapped_column(String(256))  # "user_…", "admin", "cli:<os user>"
+    action: Mapped[str] = mapped_column(String(64))  # "key.create", "privacy.erase", …
+    target: Mapped[str] = mapped_column(String(512))  # the key's, user's, erasure's… id
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    details: Mapped[dict[str, Any] | None] = mapped_column(Document)  # never secrets
+
+    __table_args__ = (
+        Index("ix_audit_log_action_seq", "action", "seq"),
+        Index("ix_audit_log_actor_seq", "actor", "seq"),
+        Index("ix_audit_log_created_at", "created_at"),
+    )
+
+
+class PrivacyErasure(Base):
+    """The erasure of everything held about one data subject, as a durable job: claimed
+    under a lease, each batch of deletions committed with its counts, so that a killed worker's
+    job is taken up where it stopped. Once completed, the subject and the salt of its
+    pseudonym are dropped: nothing left here leads back to the person."""
+
+    __tablename__ = "privacy_erasures"
+
+    seq: Mapped[int] = mapped_column(SequenceNumber, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)  # "erasure_…"
+    status: Mapped[str] = mapped_column(String(16))  # in_progress, completed
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger)
+    # While in progress: the subject ({"account"|"user"|"metadata": …}), a digest of it (one
+    # running erasure per subject) and the salt its usage rows' pseudonym is derived from.
+    subject: Mapped[dict[str, Any] | None] = mapped_column(Document)
+    subject_digest: Mapped[str | None] = mapped_column(String(64))
+    salt: Mapped[str | None] = mapped_column(String(64))
+    pseudonym: Mapped[str] = mapped_column(String(40))  # what the usage rows now carry
+    deleted: Mapped[dict[str, int]] = mapped_column(Document)  # kind: rows deleted so far
+    actor: Mapped[str] = mapped_column(String(256))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_privacy_erasures_status_seq", "status", "seq"),
+        Index("ix_privacy_erasures_subject_digest", "subject_digest"),
     )
