@@ -331,6 +331,11 @@ class Settings(BaseSettings):
     batch_discount: float = Field(default=0.5, ge=0, le=1)
     # How often a worker asks an upstream Batch API how a batch sent there is doing.
     upstream_batch_poll_s: float = Field(default=30.0, gt=0, le=3600)
+    # Metadata keys whose value names a data subject (an end user of the calling application),
+    # for privacy export and erasure: `{"subject": {"metadata": {"user_id": "42"}}}`.
+    privacy_subject_keys: list[str] = Field(default_factory=lambda: ["user_id"], min_length=1)
+    # Rows an erasure deletes (or pseudonymises) per transaction: short locks on PostgreSQL.
+    privacy_erase_batch: int = Field(default=500, ge=1, le=10_000)
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
     moderation: ModerationConfig = Field(default_factory=ModerationConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)

@@ -15,6 +15,7 @@ from aiservice.cli.chat import chat_command
 from aiservice.cli.email import email_app
 from aiservice.cli.keys import keys_app
 from aiservice.cli.limits import keys_limits, limits_app, users_limits
+from aiservice.cli.privacy import privacy_app
 from aiservice.cli.server import db_app, purge, serve, worker_command
 from aiservice.cli.usage import usage_command
 from aiservice.cli.users import users_app
@@ -47,3 +48,4 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(limits_app, name="limits")
 app.add_typer(email_app, name="email")
 app.add_typer(batch_app, name="batch")
+app.add_typer(privacy_app, name="privacy")

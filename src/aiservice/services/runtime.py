@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 
 from aiservice.governance.accounts import Accounts
 from aiservice.governance.admission import RequestAdmission
+from aiservice.governance.audit import AuditLog
 from aiservice.governance.budgets import Budgets, build_budgets
 from aiservice.governance.login_throttle import LoginThrottle
 from aiservice.governance.master_key import MasterKey, bootstrap_master_key
@@ -44,12 +45,14 @@ from aiservice.services.document_analysis import AnalysisService
 from aiservice.services.embeddings import EmbeddingService
 from aiservice.services.files import FileService
 from aiservice.services.moderations import ModerationService
+from aiservice.services.privacy_erase import PrivacyErasures, build_erasures
 from aiservice.services.responses import ResponseService
 from aiservice.services.stored_completions import StoredCompletions
 from aiservice.services.text_completions import TextCompletionService
 from aiservice.settings import Settings
 from aiservice.store.accounts import AccountStore
 from aiservice.store.analyses import AnalysisStore
+from aiservice.store.audit import AuditStore
 from aiservice.store.batches import BatchStore
 from aiservice.store.completions import CompletionStore
 from aiservice.store.conversations import ConversationStore
@@ -87,6 +90,8 @@ class AppServices:
     batches: BatchService
     analyses: AnalysisService
     budgets: Budgets = field(init=False)  # built on the ledger, below
+    audit: AuditLog = field(init=False)
+    erasures: PrivacyErasures = field(init=False)
     master_key: MasterKey | None = None  # set in the lifespan
     tracing: RequestTracing | None = None  # with OTEL_EXPORTER_OTLP_ENDPOINT
 
@@ -137,6 +142,8 @@ def build_services(settings: Settings) -> AppServices:
         ),
     )
     services.budgets = build_budgets(settings, database, services.ledger)
+    services.audit = AuditLog(AuditStore(database))
+    services.erasures = build_erasures(settings, database, services.audit)
     if settings.metrics_enabled:
         services.ledger.on_record.append(services.metrics.observe_record)
     services.tracing = tracing_from_environment()
@@ -265,6 +272,7 @@ class ServiceRuntime:
         self._background.append(asyncio.create_task(run_when_ready(worker.run)))
         self._background.append(asyncio.create_task(run_when_ready(batches.run)))
         self._background.append(asyncio.create_task(run_when_ready(analyses.run)))
+        self._background.append(asyncio.create_task(services.erasures.run()))
         return worker
 
     def _batch_worker(self) -> BatchWorker:

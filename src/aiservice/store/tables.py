@@ -460,8 +460,8 @@ class AuditEntry(Base):
 class PrivacyErasure(Base):
     """The erasure of everything held about one data subject, as a durable job: claimed
     under a lease, each batch of deletions committed with its counts, so that a killed worker's
-    job is taken up where it stopped. Once completed, the subject and the salt of its
-    pseudonym are dropped: nothing left here leads back to the person."""
+    job is taken up where it stopped. Once completed, the subject is dropped: nothing left here
+    leads back to the person."""
 
     __tablename__ = "privacy_erasures"
 
@@ -470,12 +470,13 @@ class PrivacyErasure(Base):
     status: Mapped[str] = mapped_column(String(16))  # in_progress, completed
     created_at: Mapped[int] = mapped_column(BigInteger)
     completed_at: Mapped[int | None] = mapped_column(BigInteger)
-    # While in progress: the subject ({"account"|"user"|"metadata": …}), a digest of it (one
-    # running erasure per subject) and the salt its usage rows' pseudonym is derived from.
+    # While in progress: the subject ({"account"|"user"|"metadata": …}, "within") and a digest
+    # of it (one running erasure per subject).
     subject: Mapped[dict[str, Any] | None] = mapped_column(Document)
     subject_digest: Mapped[str | None] = mapped_column(String(64))
-    salt: Mapped[str | None] = mapped_column(String(64))
-    pseudonym: Mapped[str] = mapped_column(String(40))  # what the usage rows now carry
+    # What the subject's usage rows carry instead: random, so it leads nowhere once the subject
+    # is dropped.
+    pseudonym: Mapped[str] = mapped_column(String(40))
     deleted: Mapped[dict[str, int]] = mapped_column(Document)  # kind: rows deleted so far
     actor: Mapped[str] = mapped_column(String(256))
     request_id: Mapped[str | None] = mapped_column(String(128))

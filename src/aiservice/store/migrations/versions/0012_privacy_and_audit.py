@@ -55,7 +55,6 @@ def upgrade() -> None:
         sa.Column("completed_at", sa.BigInteger, nullable=True),
         sa.Column("subject", Document, nullable=True),
         sa.Column("subject_digest", sa.String(64), nullable=True),
-        sa.Column("salt", sa.String(64), nullable=True),
         sa.Column("pseudonym", sa.String(40), nullable=False),
         sa.Column("deleted", Document, nullable=False),
         sa.Column("actor", sa.String(256), nullable=False),
