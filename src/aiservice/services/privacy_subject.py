@@ -11,14 +11,12 @@ to one account's data, for when two applications both have a "user 42".
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aiservice.errors import InvalidRequest
+from aiservice.store.subjects import Subject
+
+__all__ = ["PrivacyRequest", "Subject", "SubjectSpec", "check_metadata_key", "spec_from_cli"]
 
 
 class SubjectSpec(BaseModel):
@@ -48,39 +46,6 @@ class PrivacyRequest(BaseModel):
     subject: SubjectSpec
     # An account (e-mail or id) whose data alone is searched for an end user or metadata value.
     within: str | None = Field(default=None, min_length=1, max_length=320)
-
-
-@dataclass(frozen=True, slots=True)
-class Subject:
-    """A subject, resolved: `owner` is an account's user id (the subject itself, or `within`)."""
-
-    kind: str  # "account", "user" or "metadata"
-    owner: str | None = None
-    user: str | None = None
-    key: str | None = None  # metadata
-    value: str | None = None
-
-    @property
-    def label(self) -> str:
-        """What the subject is, without who: safe for logs and the audit log."""
-        return f"metadata.{self.key}" if self.kind == "metadata" else self.kind
-
-    def as_json(self) -> dict[str, Any]:
-        fields = {
-            "kind": self.kind, "owner": self.owner, "user": self.user, "key": self.key,
-            "value": self.value,
-        }  # fmt: skip
-        return {name: value for name, value in fields.items() if value is not None}
-
-    @classmethod
-    def from_json(cls, stored: dict[str, Any]) -> Subject:
-        return cls(**stored)
-
-    @property
-    def digest(self) -> str:
-        """Names one subject for as long as its erasure runs (dropped when it completes)."""
-        canonical = json.dumps(self.as_json(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def check_metadata_key(key: str, subject_keys: list[str]) -> None:

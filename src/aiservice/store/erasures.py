@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import null, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aiservice.services.privacy_subject import Subject
 from aiservice.store.database import Database
+from aiservice.store.subjects import Subject
 from aiservice.store.tables import PrivacyErasure
 
 IN_PROGRESS, COMPLETED = "in_progress", "completed"

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aiservice.services.privacy_subject import Subject
 from aiservice.store.response_items import forget_items
+from aiservice.store.subjects import Subject
 from aiservice.store.tables import (
     ApiKey,
     Base,
