@@ -6,6 +6,7 @@ the same subject, or by any worker."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +15,7 @@ import typer
 from rich.table import Table
 
 from aiservice.cli.common import ConfigOption, err, out, print_table, with_database
-from aiservice.governance.audit import AuditLog
+from aiservice.governance.audit import Actor, AuditLog, acting_as
 from aiservice.services.privacy import erasure_object
 from aiservice.services.privacy_erase import build_erasures
 from aiservice.services.privacy_export import PrivacyExport
@@ -73,7 +74,8 @@ def export_command(
                 target.flush()
         return job.counts
 
-    counts = with_database(config, export)
+    with acting_as(Actor(f"cli:{getpass.getuser()}")):
+        counts = with_database(config, export)
     if out_file is not None:
         total = sum(counts.values())
         err.print(f"Exported {total} objects to {out_file}.", soft_wrap=True, highlight=False)
@@ -101,7 +103,8 @@ def erase_command(
         assert row is not None
         return erasure_object(row)
 
-    erasure = with_database(config, erase)
+    with acting_as(Actor(f"cli:{getpass.getuser()}")):
+        erasure = with_database(config, erase)
     table = Table("kind", "deleted")
     for kind, count in sorted(erasure["deleted"].items()):
         table.add_row(kind, str(count))
