@@ -27,6 +27,7 @@ from aiservice.store.accounts import AccountStore
 from aiservice.store.erasures import COMPLETED, ErasureStore
 from aiservice.store.subject_rows import (
     CONTENT_KINDS,
+    Cursor,
     Kind,
     delete_account,
     delete_batch,
@@ -107,8 +108,10 @@ class PrivacyErasures:
         subject = Subject.from_json(row.subject)
         limit = self._settings.batch_size
 
+        usage = Cursor()
+
         async def pseudonymise(session: AsyncSession) -> dict[str, int]:
-            done = await pseudonymise_usage(session, subject, row.pseudonym, limit)
+            done = await pseudonymise_usage(session, subject, row.pseudonym, limit, usage)
             return {"usage.record": done} if done else {}
 
         async def account(session: AsyncSession) -> dict[str, int]:
@@ -133,8 +136,10 @@ class PrivacyErasures:
 
     @staticmethod
     def _deleting(kind: Kind, subject: Subject, limit: int) -> Any:
+        cursor = Cursor()
+
         async def step(session: AsyncSession) -> dict[str, int]:
-            return await delete_batch(session, kind, subject, limit)
+            return await delete_batch(session, kind, subject, limit, cursor)
 
         return step
 

@@ -14,7 +14,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Text,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiservice.store.response_items import forget_items
@@ -142,8 +155,17 @@ async def file_chunks(session: AsyncSession, file_seq: int, after: int) -> FileC
     return await session.scalar(query.order_by(FileChunk.position).limit(1))
 
 
+@dataclass(slots=True)
+class Cursor:
+    """Where one step of an erasure has got to (the last `seq` it handled): each batch goes on
+    from there instead of scanning again the rows before it that are not the subject's. Kept in
+    memory only: a job taken up again starts its step over, which finds only what is left."""
+
+    after: int = 0
+
+
 async def delete_batch(
-    session: AsyncSession, kind: Kind, subject: Subject, limit: int
+    session: AsyncSession, kind: Kind, subject: Subject, limit: int, cursor: Cursor
 ) -> dict[str, int]:
     """Delete up to `limit` of the subject's rows of `kind`, and what hangs on them; returns
     the counts by kind (empty: none left)."""
@@ -151,11 +173,11 @@ async def delete_batch(
     if condition is None:
         return {}
     seq = kind.table.seq  # type: ignore[attr-defined]
-    rows = list(
-        await session.scalars(select(kind.table).where(condition).order_by(seq).limit(limit))
-    )
+    chosen = select(kind.table).where(condition, seq > cursor.after).order_by(seq).limit(limit)
+    rows = list(await session.scalars(chosen))
     if not rows:
         return {}
+    cursor.after = rows[-1].seq
     seqs = [row.seq for row in rows]
     counts = {kind.name: len(rows)}
     if kind.table is StoredResponse:
@@ -187,32 +209,40 @@ async def _delete_files(session: AsyncSession, which: Condition) -> int:
 
 
 async def pseudonymise_usage(
-    session: AsyncSession, subject: Subject, pseudonym: str, limit: int
+    session: AsyncSession, subject: Subject, pseudonym: str, limit: int, cursor: Cursor
 ) -> int:
     """Put `pseudonym` where the subject is named in up to `limit` usage rows; counts and
     costs stay, so billing totals do not move. Returns how many rows (0: none left)."""
     condition = USAGE.condition(subject)
     if condition is None:
         return 0
-    if subject.kind != "metadata":
-        column = "owner" if subject.kind == "account" else "end_user"
-        chosen = select(UsageRecord.seq).where(condition).order_by(UsageRecord.seq).limit(limit)
-        seqs = list(await session.scalars(chosen))
-        if seqs:
-            await session.execute(
-                update(UsageRecord).where(UsageRecord.seq.in_(seqs)).values({column: pseudonym})
-            )
-        return len(seqs)
-    chosen_rows = select(UsageRecord.seq, UsageRecord.metadata_, UsageRecord.end_user)
-    rows = (
-        await session.execute(chosen_rows.where(condition).order_by(UsageRecord.seq).limit(limit))
-    ).all()
-    for seq, metadata, end_user in rows:  # a JSON value rewritten: one statement per row
-        relabelled = {**metadata, subject.key or "": pseudonym}
-        # The request's `user` on the subject's rows names the same person.
-        values = {"metadata_": relabelled, "end_user": pseudonym if end_user else None}
-        await session.execute(update(UsageRecord).where(UsageRecord.seq == seq).values(values))
-    return len(rows)
+    chosen = select(UsageRecord.seq).where(condition, UsageRecord.seq > cursor.after)
+    seqs = list(await session.scalars(chosen.order_by(UsageRecord.seq).limit(limit)))
+    if not seqs:
+        return 0
+    cursor.after = seqs[-1]
+    values: dict[str, Any]
+    if subject.kind == "account":
+        values = {"owner": pseudonym}
+    elif subject.kind == "user":
+        values = {"end_user": pseudonym}
+    else:  # the request's `user` on the subject's rows names the same person: it goes too
+        values = {
+            "metadata_": _json_set(session, UsageRecord.metadata_, subject.key or "", pseudonym),
+            "end_user": case((UsageRecord.end_user.is_(None), None), else_=pseudonym),
+        }
+    await session.execute(update(UsageRecord).where(UsageRecord.seq.in_(seqs)).values(values))
+    return len(seqs)
+
+
+def _json_set(session: AsyncSession, column: Any, key: str, value: str) -> Any:
+    """`column` with `key` set to `value`, computed by the database: one UPDATE for a whole
+    batch of rows (rewriting each row's JSON from Python took one statement per row)."""
+    if session.get_bind().dialect.name == "postgresql":
+        path = literal([key], ARRAY(Text))
+        return func.jsonb_set(column, path, func.to_jsonb(cast(literal(value), Text)))
+    quoted = key.replace("\\", "\\\\").replace('"', '\\"')
+    return func.json_set(column, f'$."{quoted}"', value)
 
 
 async def delete_account(session: AsyncSession, user_id: str) -> dict[str, int]:
