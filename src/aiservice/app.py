@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from aiservice.api import (
     admin,
+    audit,
     batches,
     budgets,
     chat_completions,
@@ -36,6 +37,7 @@ from aiservice.api.middleware import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
 )
+from aiservice.services.config_reload import ConfigReload
 from aiservice.services.runtime import ServiceRuntime
 from aiservice.settings import Settings
 
@@ -55,6 +57,7 @@ ROUTERS = (
     admin.router,
     budgets.router,
     privacy.router,
+    audit.router,
     seed_routes.router,
     email_routes.router,
     documents.router,
@@ -62,28 +65,32 @@ ROUTERS = (
 )
 
 
-def create_app(settings: Settings, *, worker: bool = True, freeze_heap: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    worker: bool = True,
+    freeze_heap: bool = False,
+    reload_settings: Callable[[], Settings] | None = None,
+) -> FastAPI:
     """Build the ASGI app; nothing is loaded until the lifespan starts. With `worker`, the
     process also runs background responses; `freeze_heap` is for a process the app has to
-    itself (`aiservice serve`): see ServiceRuntime.start."""
+    itself (`aiservice serve`): see ServiceRuntime.start. With `reload_settings` (the main
+    thread's loop only), SIGHUP re-reads the configuration for new upstream keys."""
     runtime = ServiceRuntime(settings)
     services = runtime.services
+    reload = ConfigReload(services.registry, settings, reload_settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        reload.install()  # first: SIGHUP's default would end the process
         # Models load in the background so /health answers at once and /ready tells when done.
         new_key = await runtime.start(worker=worker, freeze_heap=freeze_heap)
         if new_key is not None:
-            # Shown once, on the console only: the server keeps nothing but its hash.
-            print(
-                f"\nNo AISERVICE_MASTER_KEY set; generated an admin API key:\n\n  {new_key}\n\n"
-                "Store it now: it is not shown again.\n",
-                file=sys.stderr,
-                flush=True,
-            )
+            _announce_master_key(new_key)
         try:
             yield
         finally:
+            reload.remove()
             await runtime.close()
 
     app = FastAPI(
@@ -118,3 +125,13 @@ def create_app(settings: Settings, *, worker: bool = True, freeze_heap: bool = F
         metrics=services.metrics if settings.metrics_enabled else None,
     )
     return app
+
+
+def _announce_master_key(new_key: str) -> None:
+    # Shown once, on the console only: the server keeps nothing but its hash.
+    print(
+        f"\nNo AISERVICE_MASTER_KEY set; generated an admin API key:\n\n  {new_key}\n\n"
+        "Store it now: it is not shown again.\n",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -34,6 +34,7 @@ _LOCAL_ONLY = ("path", "top_k", "min_p", "threads")
 _UPSTREAM_ONLY = (
     "base_url",
     "api_key_env",
+    "api_key_file",
     "upstream_model",
     "responses_api",
     "legacy_completions",
@@ -69,6 +70,10 @@ class ModelConfig(BaseModel):
     # never goes in the file), and the model name it knows (default: `name`).
     base_url: str | None = None
     api_key_env: str | None = None
+    # openai: a file holding the key instead (a mounted secret), which wins over `api_key_env`.
+    # Read at start and again on SIGHUP: the way to change a key without a restart, since a
+    # running process's environment cannot be changed from outside.
+    api_key_file: Path | None = None
     upstream_model: str | None = None
     # openai: the upstream serves the Responses API (OpenAI does): send it /v1/responses rather
     # than chat completions. aiservice keeps the state either way.
@@ -101,6 +106,13 @@ class ModelConfig(BaseModel):
     @field_validator("path")
     @classmethod
     def _path_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.expanduser().is_file():
+            raise ValueError(f"no such file: {path}")
+        return path.expanduser() if path is not None else None
+
+    @field_validator("api_key_file")
+    @classmethod
+    def _key_file_exists(cls, path: Path | None) -> Path | None:
         if path is not None and not path.expanduser().is_file():
             raise ValueError(f"no such file: {path}")
         return path.expanduser() if path is not None else None
@@ -242,6 +254,31 @@ class PiiConfig(BaseModel):
     default_region: str = Field(default="FR", min_length=2, max_length=2)
 
 
+class RetentionConfig(BaseModel):
+    """`[retention]`: how long each kind of stored data is kept, in days. A row is deleted once
+    it is older than its kind's retention or past its own `expires_at`, whichever comes first,
+    so lowering a retention also applies to what was stored before. 0: no age limit (kept
+    until deleted, or until its own expiry). The workers purge every `purge_interval_s`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # None: the top-level `retention_days` (OpenAI keeps both 30 days).
+    chat_completions_days: int | None = Field(default=None, ge=0)
+    responses_days: int | None = Field(default=None, ge=0)
+    # None: as responses (an analysis is made of background responses).
+    document_analyses_days: int | None = Field(default=None, ge=0)
+    # Finished batches with their lines, and the batch input and output files (OpenAI: 30).
+    batches_days: int = Field(default=30, ge=0)
+    # Other uploaded files; 0: kept unless their `expires_after` says otherwise.
+    files_days: int = Field(default=0, ge=0)
+    conversations_days: int = Field(default=0, ge=0)  # from their creation
+    usage_days: int = Field(default=0, ge=0)  # usage records: billing needs them
+    # None: the top-level `purge_interval_s`.
+    purge_interval_s: float | None = Field(default=None, gt=0)
+    # Rows deleted per transaction: short locks on PostgreSQL.
+    chunk_rows: int = Field(default=1000, ge=1, le=1000)
+
+
 class EmailConfig(BaseModel):
     """`[email]`: the e-mail assistant (docs/email.md)."""
 
@@ -275,7 +312,11 @@ def default_home() -> Path:
 class Settings(BaseSettings):
     """Everything aiservice can be told; see docs/configuration.md."""
 
-    model_config = SettingsConfigDict(env_prefix="AISERVICE_", extra="forbid")
+    # A section's field alone: AISERVICE_RETENTION__USAGE_DAYS=400 (beside the whole section
+    # as JSON: AISERVICE_RETENTION='{"usage_days": 400}').
+    model_config = SettingsConfigDict(
+        env_prefix="AISERVICE_", extra="forbid", env_nested_delimiter="__"
+    )
 
     home: Path = Field(default_factory=default_home)
     host: str = "127.0.0.1"
@@ -297,8 +338,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("redis_url", "AISERVICE_REDIS_URL", "REDIS_URL"),
     )
     # Stored completions and responses expire this many days after creation; 0 keeps them.
+    # The defaults of `[retention]`'s chat_completions_days and responses_days.
     retention_days: int = Field(default=30, ge=0)
-    # How often the server deletes expired objects.
+    # How often the workers purge what outlived its retention (`[retention]`'s default).
     purge_interval_s: float = Field(default=3600, gt=0)
     # Background responses: how many one worker runs at once, how often it looks for jobs
     # queued by other processes, how long a job stays claimed by a worker that stopped
@@ -340,6 +382,7 @@ class Settings(BaseSettings):
     moderation: ModerationConfig = Field(default_factory=ModerationConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     models: list[ModelConfig] = Field(default_factory=_default_models)
     # Extra names answered by a configured model, used only when no model has that name.
     aliases: dict[str, str] = Field(default_factory=_default_aliases)
@@ -410,6 +453,8 @@ def _source(path: Path, location: tuple[Any, ...]) -> str:
     for a field with its variable set is the variable's: blaming the file (which may not even
     exist) sent users looking in the wrong place."""
     variable = f"AISERVICE_{location[0]}".upper() if location else ""
-    if variable and any(name.upper() == variable for name in os.environ):
-        return f"environment variable {variable}"
+    nested = ("AISERVICE_" + "__".join(map(str, location))).upper()  # AISERVICE_RETENTION__…
+    for candidate in (nested, variable) if len(location) > 1 else (variable,):
+        if candidate and any(name.upper() == candidate for name in os.environ):
+            return f"environment variable {candidate}"
     return str(path)

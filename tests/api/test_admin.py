@@ -19,9 +19,9 @@ from support import (
 
 PASSWORD = "correct horse battery"
 USER_FIELDS = {"object", "id", "email", "is_admin", "disabled", "created_at", "rate_limits"}
-USER_FIELDS |= {"safety"}
+USER_FIELDS |= {"safety", "zero_retention"}
 KEY_FIELDS = {"object", "id", "name", "user_id", "email", "key_hint", "created_at", "revoked_at"}
-KEY_FIELDS |= {"rate_limits", "safety"}
+KEY_FIELDS |= {"rate_limits", "safety", "expires_at", "successor_id", "zero_retention"}
 # Every admin route, with a body where it takes one.
 ADMIN_ROUTES = [
     ("POST", "/v1/admin/users", {"email": "x@example.com", "password": "long enough pw"}),
@@ -35,6 +35,10 @@ ADMIN_ROUTES = [
     ("PUT", "/v1/admin/keys/key_0123/safety", {"moderation": "off"}),
     ("PUT", "/v1/admin/users/x@example.com/safety", {"pii": "off"}),
     ("GET", "/v1/admin/ratelimits", None),
+    ("POST", "/v1/admin/keys/key_0123/rotate", {"grace": "1h"}),
+    ("PUT", "/v1/admin/keys/key_0123/zero_retention", {"enabled": True}),
+    ("PUT", "/v1/admin/users/x@example.com/zero_retention", {"enabled": True}),
+    ("GET", "/v1/admin/audit", None),
 ]
 
 

@@ -954,7 +954,7 @@ def test_items_outlive_the_responses_that_added_them(stored_server: RunningServe
     expire_response_now(stored_server, response["id"])
     purged = server_cli(stored_server, "purge")
     assert purged.returncode == 0, purged.stdout + purged.stderr
-    counts = re.search(r"(\d+)\s+stored\s+response", purged.stdout)
+    counts = re.search(r"responses: (\d+)", purged.stdout)
     assert counts and int(counts.group(1)) >= 1, purged.stdout
     assert_error_envelope(stored_http.get(f"{RESPONSES_URL}/{response['id']}"), 404)
     # The conversation and every item are still there, and still the context.

@@ -310,3 +310,28 @@ def test_the_privacy_routes_are_for_admins_only(server: RunningServer, ann: Acco
         timeout=30,
     )
     assert_error_envelope(unknown, 404)
+
+
+def test_exports_and_erasures_are_audited_without_the_subjects_value(
+    server: RunningServer,
+) -> None:
+    person = f"a-{secrets.token_hex(3)}"
+    body = {"subject": {"metadata": {"user_id": person}}}
+    exported = admin_post(server, "/v1/admin/privacy/export", body)
+    export_id = json.loads(exported.text.splitlines()[0])["id"]
+    erased = admin_post(server, "/v1/admin/privacy/erase", body)
+    for action, target, response in (
+        ("privacy.export", export_id, exported),
+        ("privacy.erase", erased.json()["id"], erased),
+    ):
+        listed = httpx.get(
+            f"{server.base_url}/v1/admin/audit",
+            params={"action": action, "target": target},
+            headers=bearer(MASTER_KEY),
+            timeout=30,
+        ).json()
+        [entry] = listed["data"]
+        assert entry["actor"] == "admin"  # the master key
+        assert entry["request_id"] == response.headers["x-request-id"]
+        assert entry["details"] == {"subject": "metadata.user_id"}
+        assert person not in json.dumps(entry)

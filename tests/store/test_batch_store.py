@@ -19,6 +19,7 @@ from aiservice.store.batch_status import BatchStatus, LineState
 from aiservice.store.batches import BatchStore, LineEnd, NewBatch, NewLine
 from aiservice.store.database import Database
 from aiservice.store.files import CHUNK_BYTES, FileStore, NewFile
+from aiservice.store.retention import Cutoffs, RetentionStore
 from aiservice.store.tables import StoredBatch, UsageRecord
 
 OWNER = "owner-b"
@@ -230,6 +231,6 @@ async def test_expired_and_abandoned_files_are_purged(store_url):
             await stores.files.append(seq, 0, b"x")
             await stores.files.finish(seq, 1)
         await stores.files.begin(abandoned)
-        assert await stores.files.purge_expired(now) == 2
+        assert await RetentionStore(stores.database).purge("files", Cutoffs(now=now)) == 2
         page = await stores.files.list(OWNER, now, purpose=None, limit=10, order="desc", after=None)
         assert [row.id for row in page.rows] == ["file-kept"]

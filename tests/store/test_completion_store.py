@@ -33,6 +33,7 @@ from aiservice.services.stored_completions import StoredCompletions
 from aiservice.store.completions import CompletionStore, NewCompletion, UnknownCursor
 from aiservice.store.database import SQLITE_FILE_NAME, Database
 from aiservice.store.migrate import alembic_config, upgrade_database
+from aiservice.store.retention import Cutoffs, RetentionStore
 from aiservice.store.tables import Base, CompletionMetadata, StoredCompletion
 from support import (
     MASTER_KEY,
@@ -223,16 +224,17 @@ async def test_expired_completions_are_invisible_and_purged(store_url: str):
         # Invisible is not gone: the rows wait for the purge.
         assert await all_ids(database) == {long_gone.id, just_gone.id, live.id, forever.id}
 
-        assert await store.purge_expired(t) == 2
+        retention = RetentionStore(database)
+        assert await retention.purge("chat_completions", Cutoffs(now=t)) == 2
         assert await all_ids(database) == {live.id, forever.id}
         assert await metadata_row_count(database) == 2  # the purged rows' pairs went too
-        assert await store.purge_expired(t) == 0
+        assert await retention.purge("chat_completions", Cutoffs(now=t)) == 0
 
         # Much later, the live one has expired too; one without expiry never does.
         later = t + 10 * 365 * 86400
         assert await ids(store, owner, later) == [forever.id]
         assert await store.get(owner, forever.id, later) is not None
-        assert await store.purge_expired(later) == 1
+        assert await retention.purge("chat_completions", Cutoffs(now=later)) == 1
         assert await all_ids(database) == {forever.id}
         assert await store.get(owner, forever.id, later) is not None
 
@@ -246,7 +248,7 @@ async def test_purge_works_through_many_batches(store_url: str):
         kept = new_completion(owner, {"i": "kept"}, expires_at=None)
         for completion in [*expired, kept]:
             await store.insert(completion)
-        assert await store.purge_expired(t, batch=3) == 7
+        assert await RetentionStore(database, chunk=3).purge("chat_completions", Cutoffs(t)) == 7
         assert await all_ids(database) == {kept.id}
         assert await metadata_row_count(database) == 1
 
@@ -275,17 +277,14 @@ def test_purge_command_deletes_expired_rows_and_says_how_many(tmp_path: Path):
 
     result = run_cli("purge", home=home)
     assert result.returncode == 0, result.stderr
-    assert (
-        "Purged 1 expired stored completion(s), 0 stored response(s) and 0 file(s)."
-        in result.stdout
-    )
+    assert "Purged 1 row(s) past their retention or expiry:" in result.stdout
+    assert "  chat_completions: 1\n" in result.stdout
+    assert "  responses: 0\n" in result.stdout
     assert run_in_thread(remaining) == {live.id}
 
     again = run_cli("purge", home=home)
     assert again.returncode == 0, again.stderr
-    assert (
-        "Purged 0 expired stored completion(s), 0 stored response(s) and 0 file(s)." in again.stdout
-    )
+    assert "Purged 0 row(s)" in again.stdout and "  chat_completions: 0\n" in again.stdout
 
 
 # -- migrations ----------------------------------------------------------------------------

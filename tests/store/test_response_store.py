@@ -20,6 +20,7 @@ from sqlalchemy import select
 from aiservice.store.conversations import ConversationStore, Turn
 from aiservice.store.database import Database
 from aiservice.store.responses import NewResponse, Outcome, ResponseStore
+from aiservice.store.retention import Cutoffs, RetentionStore
 from aiservice.store.tables import ResponseItem
 
 OWNER = "owner-a"
@@ -30,6 +31,15 @@ async def open_store(url: str) -> AsyncIterator[ResponseStore]:
     database = Database(url)
     try:
         yield ResponseStore(database)
+    finally:
+        await database.close()
+
+
+@asynccontextmanager
+async def open_retention(url: str) -> AsyncIterator[RetentionStore]:
+    database = Database(url)
+    try:
+        yield RetentionStore(database)
     finally:
         await database.close()
 
@@ -171,7 +181,8 @@ async def test_purge_deletes_expired_ended_responses_only(store_url):
     async with open_store(store_url) as store:
         for response in (expired, expired_but_queued, live, forever):
             await store.insert(response)
-        assert await store.purge_expired(int(time.time())) == 1
+        async with open_retention(store_url) as retention:
+            assert await retention.purge("responses", Cutoffs(now=int(time.time()))) == 1
         assert await store.get(OWNER, expired.id, now=0) is None  # gone, not just expired
         for kept in (expired_but_queued, live, forever):
             assert await store.get(OWNER, kept.id, now=0) is not None
@@ -249,7 +260,7 @@ async def test_items_are_found_by_id_until_their_response_is_gone(store_url):
         expiring_items = replace(expiring, id=f"resp_{uuid.uuid4().hex}")
         await store.insert(replace(expiring_items, input_items=[_message("msg_old", "x")]))
         assert expiring_items.id in await _item_rows(database)
-        await store.purge_expired(now)
+        await RetentionStore(database).purge("responses", Cutoffs(now=now))
         assert expiring_items.id not in await _item_rows(database)
     finally:
         await database.close()

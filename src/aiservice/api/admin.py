@@ -6,21 +6,31 @@ advertised to those who may not use it, and "404, never 403" holds across the wh
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from aiservice.api.deps import Principal, app_services, authenticate, json_body
 from aiservice.errors import NotFound
 from aiservice.governance.accounts import Accounts, key_view, user_view
+from aiservice.governance.audit import Actor, acting_as
+from aiservice.governance.durations import DEFAULT_GRACE, parse_duration
+from aiservice.observability.logging import request_id_var
 from aiservice.settings import LimitValues, SafetyValues
 
 
-async def admin(request: Request, principal: Principal = Depends(authenticate)) -> Principal:
+async def admin(
+    request: Request, principal: Principal = Depends(authenticate)
+) -> AsyncIterator[Principal]:
+    """Admins only; what the request changes is audited as done by this admin (their user id,
+    or "admin" for the master key) under the request's id. A dependency with `yield`, so that
+    the actor is set in the handler's context for the whole request and reset after."""
     if not principal.is_admin:
         raise NotFound(f"Unknown request URL: {request.method} {request.url.path}")
-    return principal
+    with acting_as(Actor(principal.owner, request_id_var.get())):
+        yield principal
 
 
 async def accounts(request: Request) -> Accounts:
@@ -36,6 +46,7 @@ class _NewUser(BaseModel):
     email: str
     password: str
     is_admin: bool = False
+    zero_retention: bool = False
 
 
 class _NewKey(BaseModel):
@@ -45,12 +56,31 @@ class _NewKey(BaseModel):
     name: str = Field(default="default")
     rate_limits: LimitValues | None = None
     safety: SafetyValues | None = None
+    # Seconds, or a duration such as "90d", "24h", "30m", "3600s"; None: the key never expires.
+    expires_in: StrictInt | str | None = None
+    zero_retention: bool = False
+
+
+class _Rotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # How long the rotated key keeps working beside its successor; 0: it stops at once.
+    grace: StrictInt | str = DEFAULT_GRACE
+
+
+class _Switch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
 
 
 @router.post("/users", status_code=201)
 async def add_user(request: Request, users: Accounts = Depends(accounts)) -> dict[str, Any]:
     body = await json_body(request, _NewUser)
-    return user_view(await users.add_user(body.email, body.password, is_admin=body.is_admin))
+    user = await users.add_user(
+        body.email, body.password, is_admin=body.is_admin, zero_retention=body.zero_retention
+    )
+    return user_view(user)
 
 
 @router.get("/users")
@@ -66,9 +96,49 @@ async def disable_user(email: str, users: Accounts = Depends(accounts)) -> dict[
 @router.post("/keys", status_code=201)
 async def create_key(request: Request, users: Accounts = Depends(accounts)) -> dict[str, Any]:
     body = await json_body(request, _NewKey)
-    new = await users.create_key(body.email, body.name, body.rate_limits, body.safety)
+    expires_in_s = (
+        parse_duration(body.expires_in, param="expires_in") if body.expires_in is not None else None
+    )
+    new = await users.create_key(
+        body.email,
+        body.name,
+        body.rate_limits,
+        body.safety,
+        expires_in_s=expires_in_s,
+        zero_retention=body.zero_retention,
+    )
     assert new.user is not None
     return key_view(new.key, new.user, new.secret)
+
+
+@router.post("/keys/{key_id}/rotate", status_code=201)
+async def rotate_key(
+    key_id: str, request: Request, users: Accounts = Depends(accounts)
+) -> dict[str, Any]:
+    """The successor, its secret shown once, and the rotated key (`rotated_key`)."""
+    body = await json_body(request, _Rotation) if await request.body() else _Rotation()
+    grace_s = parse_duration(body.grace, param="grace", allow_zero=True)
+    new, rotated = await users.rotate_key(key_id, grace_s)
+    assert new.user is not None
+    await app_services(request).budgets.copy_key_budget(key_id, new.key.id)
+    return key_view(new.key, new.user, new.secret) | {"rotated_key": key_view(rotated, new.user)}
+
+
+# Zero data retention of a key or a user (all their keys): nothing stored but usage counts.
+@router.put("/keys/{key_id}/zero_retention")
+async def set_key_zero_retention(
+    key_id: str, request: Request, users: Accounts = Depends(accounts)
+) -> dict[str, Any]:
+    switch = await json_body(request, _Switch)
+    return key_view(*await users.set_key_zero_retention(key_id, switch.enabled))
+
+
+@router.put("/users/{email}/zero_retention")
+async def set_user_zero_retention(
+    email: str, request: Request, users: Accounts = Depends(accounts)
+) -> dict[str, Any]:
+    switch = await json_body(request, _Switch)
+    return user_view(await users.set_user_zero_retention(email, switch.enabled))
 
 
 @router.get("/keys")

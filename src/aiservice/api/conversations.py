@@ -14,6 +14,7 @@ from aiservice.services.conversations import (
     NewConversation,
     NewItems,
 )
+from aiservice.services.zero_retention import refuse_storage
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -24,8 +25,9 @@ async def create_conversation(
     principal: Principal = Depends(authenticate),
     service: ConversationService = Depends(conversations),
 ) -> dict[str, Any]:
+    refuse_storage(principal, "Conversations")
     body = await json_body(request, NewConversation)
-    return await service.create(principal.owner, body)
+    return await service.create(principal.owner, body, principal)
 
 
 @router.get("/{conversation_id}")
@@ -64,8 +66,9 @@ async def add_items(
     principal: Principal = Depends(authenticate),
     service: ConversationService = Depends(conversations),
 ) -> dict[str, Any]:
+    refuse_storage(principal, "Conversation items")
     body = await json_body(request, NewItems)
-    return await service.add_items(principal.owner, conversation_id, body)
+    return await service.add_items(principal.owner, conversation_id, body, principal)
 
 
 @router.get("/{conversation_id}/items")

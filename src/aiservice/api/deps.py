@@ -68,6 +68,7 @@ async def authenticate(request: Request) -> Principal:
     meter = current_meter()
     if meter is not None:
         meter.owner, meter.key_id = principal.owner, principal.key_id
+        meter.zero_retention = principal.zero_retention
     return principal
 
 

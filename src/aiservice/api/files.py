@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 from aiservice.api.deps import Caller, app_services, query_as
 from aiservice.errors import InvalidRequest, validation_error
 from aiservice.services.files import ExpiresAfter
+from aiservice.services.zero_retention import refuse_storage
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
@@ -25,6 +26,7 @@ class FileListQuery(BaseModel):
 
 @router.post("")
 async def upload_file(request: Request, principal: Caller) -> dict[str, Any]:
+    refuse_storage(principal, "File uploads")  # before the upload is read
     form = await request.form(max_files=1, max_fields=10)
     try:
         upload = form.get("file")

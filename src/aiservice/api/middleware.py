@@ -23,6 +23,7 @@ from aiservice.observability.metrics import UNMATCHED_ROUTE, ServiceMetrics
 access_log = logging.getLogger("aiservice.access")
 log = logging.getLogger(__name__)
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_EMAIL_SEGMENT = re.compile(r"[^/]*@[^/]*")
 
 
 # The routes that call a model: each request on them is metered for the usage ledger.
@@ -104,7 +105,7 @@ class RequestContextMiddleware:
                 "request",
                 extra={
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": logged_path(scope["path"]),
                     "status": status or 500,
                     "duration_ms": round(duration_s * 1000, 2),
                 },
@@ -125,6 +126,12 @@ def _settle(meter: Meter) -> None:
     task = asyncio.create_task(meter.admission.settle(used))
     _settling.add(task)
     task.add_done_callback(_settling.discard)
+
+
+def logged_path(path: str) -> str:
+    """The path as the access line shows it: a segment with an `@` (the admin routes name a
+    user by e-mail address) becomes `{email}`, since a log line never holds an address."""
+    return _EMAIL_SEGMENT.sub("{email}", path) if "@" in path else path
 
 
 def _route_template(scope: Scope) -> str:

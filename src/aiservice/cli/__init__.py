@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from aiservice.cli.analyze import analyze_command
+from aiservice.cli.audit import audit_command
 from aiservice.cli.batch import batch_app
 from aiservice.cli.budgets import alerts_app, budgets_app
 from aiservice.cli.chat import chat_command
@@ -36,6 +37,7 @@ app.command()(purge)
 app.command("chat")(chat_command)
 app.command("analyze")(analyze_command)
 app.command("usage")(usage_command)
+app.command("audit")(audit_command)
 
 users_app.command("limits")(users_limits)
 keys_app.command("limits")(keys_limits)

@@ -21,12 +21,15 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from aiservice.errors import AIServiceError
+from aiservice.errors import AIServiceError, InvalidRequest
 from aiservice.governance.accounts import Accounts
+from aiservice.governance.audit import AuditLog, acting_as, cli_actor
 from aiservice.governance.budget_periods import PERIODS
 from aiservice.governance.budgets import Budgets, build_budgets, usd
+from aiservice.governance.durations import parse_duration
 from aiservice.settings import ConfigError, LimitValues, SafetyValues, Settings, load_settings
 from aiservice.store.accounts import AccountStore
+from aiservice.store.audit import AuditStore
 from aiservice.store.database import Database, database_url
 from aiservice.store.migrate import upgrade_database
 from aiservice.store.tables import Budget
@@ -53,7 +56,8 @@ def settings_or_exit(config: Path | None) -> Settings:
 
 
 def with_database(config: Path | None, work: Callable[[Settings, Database], Awaitable[T]]) -> T:
-    """Run `work` against the configured database, migrated first; API errors exit with 1."""
+    """Run `work` against the configured database, migrated first; API errors exit with 1.
+    What it changes is audited as done by `cli:<os user>`."""
     settings = settings_or_exit(config)
     settings.home.mkdir(parents=True, exist_ok=True)
     url = database_url(settings)
@@ -62,7 +66,8 @@ def with_database(config: Path | None, work: Callable[[Settings, Database], Awai
     async def run() -> T:
         database = Database(url)
         try:
-            return await work(settings, database)
+            with acting_as(cli_actor()):
+                return await work(settings, database)
         finally:
             await database.close()
 
@@ -74,14 +79,20 @@ def with_database(config: Path | None, work: Callable[[Settings, Database], Awai
 
 
 def with_accounts(config: Path | None, work: Callable[[Accounts], Awaitable[T]]) -> T:
-    return with_database(config, lambda _, database: work(Accounts(AccountStore(database))))
+    return with_database(
+        config,
+        lambda _, database: work(Accounts(AccountStore(database), AuditLog(AuditStore(database)))),
+    )
 
 
 def with_budgets(config: Path | None, work: Callable[[Budgets], Awaitable[T]]) -> T:
     """Run `work` on the budgets of the configured database; API errors exit with 1."""
     # No ledger: this process spends nothing; what it reads is what is written.
     return with_database(
-        config, lambda settings, database: work(build_budgets(settings, database, ledger=None))
+        config,
+        lambda settings, database: work(
+            build_budgets(settings, database, None, AuditLog(AuditStore(database)))
+        ),
     )
 
 
@@ -128,6 +139,31 @@ def safety_values(**values: str | None) -> SafetyValues | None:
 def describe_safety(values: dict[str, Any] | None) -> str:
     """A key's or a user's own policy; "defaults": the configured one."""
     return _describe_own(SafetyValues, values)
+
+
+ZeroRetentionOption = Annotated[
+    bool, typer.Option(help="Zero data retention: store nothing of its requests but usage.")
+]
+SwitchArgument = Annotated[
+    str | None, typer.Argument(help="on or off; omitted: show the current setting.")
+]
+
+
+def switch(value: str | None) -> bool | None:
+    """`on`/`off` of a command like `keys zero-retention KEY on`; None: not given."""
+    if value is None:
+        return None
+    if value.lower() not in ("on", "off"):
+        raise typer.BadParameter(f"on or off, not {value!r}")
+    return value.lower() == "on"
+
+
+def duration_seconds(value: str, option: str, *, allow_zero: bool = False) -> int:
+    """A duration option (`--expires 90d`, `--grace 24h`) in seconds; refused as bad usage."""
+    try:
+        return parse_duration(value, param=option.removeprefix("--"), allow_zero=allow_zero)
+    except InvalidRequest as exc:
+        raise typer.BadParameter(exc.message, param_hint=option) from None
 
 
 def _own_values(model: type[Own], values: dict[str, Any]) -> Own | None:

@@ -11,9 +11,11 @@ from typing import Annotated
 import typer
 from sqlalchemy.engine import make_url
 
-from aiservice.cli.common import ConfigOption, out, settings_or_exit
+from aiservice.cli.common import ConfigOption, out, settings_or_exit, with_database
 from aiservice.observability.logging import configure_logging
-from aiservice.store.database import Database, database_url
+from aiservice.services.retention import RetentionPurge
+from aiservice.settings import Settings, load_settings
+from aiservice.store.database import database_url
 from aiservice.store.migrate import upgrade_database
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
@@ -41,6 +43,10 @@ def serve(
     # AISERVICE_* variables override, so `--port 6000` lost to AISERVICE_PORT. Typer has
     # already checked their types and range.
     settings = settings.model_copy(update=overrides)
+
+    def reload_settings() -> Settings:  # on SIGHUP: the same file and flags, read anew
+        return load_settings(config).model_copy(update=overrides)
+
     configure_logging(settings.log_level)
     settings.home.mkdir(parents=True, exist_ok=True)
     import uvicorn
@@ -48,7 +54,7 @@ def serve(
     from aiservice.app import create_app
 
     uvicorn.run(
-        create_app(settings, worker=worker, freeze_heap=True),
+        create_app(settings, worker=worker, freeze_heap=True, reload_settings=reload_settings),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -62,6 +68,7 @@ def worker_command(config: ConfigOption = None) -> None:
     stopped (Ctrl-C or SIGTERM)."""
     import signal
 
+    from aiservice.services.config_reload import ConfigReload
     from aiservice.services.runtime import ServiceRuntime
 
     settings = settings_or_exit(config)
@@ -73,10 +80,13 @@ def worker_command(config: ConfigOption = None) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+        reload = ConfigReload(runtime.services.registry, settings, lambda: load_settings(config))
+        reload.install()  # SIGHUP: new upstream keys, as for `serve`
         await runtime.start(master_key=False, wait_for_models=True, worker=True, freeze_heap=True)
         try:
             await stop.wait()
         finally:
+            reload.remove()
             await runtime.close()  # hands running jobs back to the queue
 
     asyncio.run(run())
@@ -93,34 +103,14 @@ def db_upgrade(config: ConfigOption = None) -> None:
 
 
 def purge(config: ConfigOption = None) -> None:
-    """Delete expired stored completions, responses and files now (the server also does this
-    periodically)."""
-    settings = settings_or_exit(config)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    url = database_url(settings)
-    upgrade_database(url)
-    completions, responses, files = asyncio.run(_purge(url, settings.retention_days))
-    out.print(
-        f"Purged {completions} expired stored completion(s), {responses} stored response(s) "
-        f"and {files} file(s)."
+    """Delete now what outlived its retention (`[retention]`) or its own expiry, and print
+    how many rows of each kind. The workers also do this every `purge_interval_s`."""
+    purged = with_database(
+        config, lambda settings, database: RetentionPurge(database, settings, None).run_once()
     )
-
-
-async def _purge(url: str, retention_days: int) -> tuple[int, int, int]:
-    import time
-
-    from aiservice.services.stored_completions import StoredCompletions  # imports openai: slow
-    from aiservice.store.completions import CompletionStore
-    from aiservice.store.files import FileStore
-    from aiservice.store.responses import ResponseStore
-
-    database = Database(url)
-    try:
-        completions = await StoredCompletions(
-            CompletionStore(database), retention_days
-        ).purge_expired()
-        responses = await ResponseStore(database).purge_expired(int(time.time()))
-        files = await FileStore(database).purge_expired(int(time.time()))
-        return completions, responses, files
-    finally:
-        await database.close()
+    if purged is None:
+        out.print("Another process is purging this database now: nothing done here.")
+        return
+    out.print(f"Purged {sum(purged.values())} row(s) past their retention or expiry:")
+    for kind, count in purged.items():
+        out.print(f"  {kind}: {count}", highlight=False)

@@ -13,10 +13,13 @@ from aiservice.cli.common import (
     ConfigOption,
     ModerationOption,
     PiiOption,
+    SwitchArgument,
+    ZeroRetentionOption,
     describe_safety,
     out,
     print_table,
     safety_values,
+    switch,
     when,
     with_accounts,
     yes,
@@ -34,10 +37,14 @@ def users_add(
     email: str,
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
     admin: Annotated[bool, typer.Option(help="May use the admin API.")] = False,
+    zero_retention: ZeroRetentionOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Add a user (prompts for the password when --password is not given)."""
-    user = with_accounts(config, lambda a: a.add_user(email, password, is_admin=admin))
+    user = with_accounts(
+        config,
+        lambda a: a.add_user(email, password, is_admin=admin, zero_retention=zero_retention),
+    )
     out.print(
         f"Added {user.email} ({user.id}){' as admin' if user.is_admin else ''}.", soft_wrap=True
     )
@@ -46,7 +53,7 @@ def users_add(
 @users_app.command("list")
 def users_list(config: ConfigOption = None) -> None:
     """List users."""
-    table = Table("id", "email", "admin", "disabled", "created", "safety")
+    table = Table("id", "email", "admin", "disabled", "created", "zero retention", "safety")
     for user in with_accounts(config, lambda a: a.users()):
         table.add_row(
             user.id,
@@ -54,6 +61,7 @@ def users_list(config: ConfigOption = None) -> None:
             yes(user.is_admin),
             yes(user.disabled),
             when(user.created_at),
+            yes(user.zero_retention),
             describe_safety(user.safety),
         )
     print_table(table)
@@ -85,3 +93,21 @@ def users_safety(
 
     user = with_accounts(config, show_or_set)
     out.print(f"{user.email}: {describe_safety(user.safety)}", soft_wrap=True)
+
+
+@users_app.command("zero-retention")
+def users_zero_retention(
+    email: str, state: SwitchArgument = None, config: ConfigOption = None
+) -> None:
+    """Show whether a user has zero data retention (nothing of their requests stored but
+    usage, for their logins and all their keys), or turn it on or off."""
+    enabled = switch(state)
+
+    async def show_or_set(accounts: Accounts) -> User:
+        if enabled is None:
+            return await accounts.user(email)
+        return await accounts.set_user_zero_retention(email, enabled)
+
+    user = with_accounts(config, show_or_set)
+    shown = "on" if user.zero_retention else "off"
+    out.print(f"{user.email}: zero retention {shown}", soft_wrap=True)

@@ -7,13 +7,15 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel
 
-from aiservice.errors import InvalidRequest, NotFound
+from aiservice.errors import AuthenticationFailed, InvalidRequest, NotFound
+from aiservice.governance.audit import AuditLog
 from aiservice.settings import LimitValues, SafetyValues
 from aiservice.store.accounts import AccountStore, DuplicateEmail
 from aiservice.store.tables import ApiKey, User
@@ -66,13 +68,23 @@ def normalise_email(email: str) -> str:
 
 
 class Accounts:
-    """The product's view of users and keys; used by the API, the CLI and the facade."""
+    """The product's view of users and keys; used by the API, the CLI and the facade.
 
-    def __init__(self, store: AccountStore):
+    Every change is written to the audit log (when given one) here, so that the admin API and
+    the CLI are audited alike; reads are not."""
+
+    def __init__(self, store: AccountStore, audit: AuditLog | None = None):
         self._store = store
+        self._audit = audit
         self._verified: dict[str, float] = {}
 
-    async def add_user(self, email: str, password: str, *, is_admin: bool = False) -> User:
+    async def _record(self, action: str, target: str, details: dict[str, Any]) -> None:
+        if self._audit is not None:
+            await self._audit.record(action, target, details)
+
+    async def add_user(
+        self, email: str, password: str, *, is_admin: bool = False, zero_retention: bool = False
+    ) -> User:
         email = normalise_email(email)
         if len(password) < 8:
             raise InvalidRequest("Passwords need at least 8 characters.", param="password")
@@ -83,11 +95,15 @@ class Accounts:
             is_admin=is_admin,
             disabled=False,
             created_at=int(time.time()),
+            zero_retention=zero_retention,
         )
         try:
             await self._store.add_user(user)
         except DuplicateEmail:
             raise InvalidRequest(f"A user {email} already exists.", param="email") from None
+        # Ids only, never the e-mail: an account erased for privacy leaves no address here.
+        details = {"is_admin": is_admin, "zero_retention": zero_retention}
+        await self._record("user.create", user.id, details)
         return user
 
     async def users(self) -> list[User]:
@@ -100,6 +116,7 @@ class Accounts:
             raise NotFound(f"No user {email}.")
         user = await self._store.user_by_email(email)
         assert user is not None
+        await self._record("user.disable", user.id, {})
         return user
 
     async def create_key(
@@ -108,26 +125,29 @@ class Accounts:
         name: str = "default",
         rate_limits: LimitValues | None = None,
         safety: SafetyValues | None = None,
+        *,
+        expires_in_s: int | None = None,
+        zero_retention: bool = False,
     ) -> NewKey:
+        """A new key of the user; with `expires_in_s`, it stops working that long from now."""
         name = name.strip()
         if not name or len(name) > 128:
             raise InvalidRequest("A key's name needs 1 to 128 characters.", param="name")
+        if expires_in_s is not None and expires_in_s <= 0:
+            raise InvalidRequest("expires_in must be more than 0 seconds.", param="expires_in")
         user = await self._store.user_by_email(normalise_email(email))
         if user is None:
             raise NotFound(f"No user {email}.")
-        secret = "sk-" + secrets.token_urlsafe(32)
-        key = ApiKey(
-            id="key_" + secrets.token_hex(12),
-            user_id=user.id,
-            name=name,
-            key_hash=key_digest(secret),
-            key_hint=f"{secret[:5]}…{secret[-4:]}",
-            created_at=int(time.time()),
-            revoked_at=None,
+        key, secret = _new_key(
+            user.id,
+            name,
+            expires_in_s,
             rate_limits=_own_values(rate_limits),
             safety=_own_values(safety),
+            zero_retention=zero_retention,
         )
         await self._store.add_key(key)
+        await self._record("key.create", key.id, _key_details(key, user))
         return NewKey(key, secret, user)
 
     async def keys(self, email: str | None = None) -> list[tuple[ApiKey, User]]:
@@ -156,6 +176,7 @@ class Accounts:
             raise NotFound(f"No active key {key_id}.")
         found = await self._store.key_by_id(key_id)
         assert found is not None
+        await self._record("key.revoke", key_id, _key_details(*found))
         return found
 
     async def set_key_limits(self, key_id: str, limits: LimitValues | None) -> tuple[ApiKey, User]:
@@ -164,6 +185,7 @@ class Accounts:
             raise NotFound(f"No key {key_id}.")
         found = await self._store.key_by_id(key_id)
         assert found is not None
+        await self._record("key.rate_limits", key_id, {"rate_limits": found[0].rate_limits or {}})
         return found
 
     async def set_user_limits(self, email: str, limits: LimitValues | None) -> User:
@@ -173,6 +195,7 @@ class Accounts:
             raise NotFound(f"No user {email}.")
         user = await self._store.user_by_email(email)
         assert user is not None
+        await self._record("user.rate_limits", user.id, {"rate_limits": user.rate_limits or {}})
         return user
 
     async def set_key_safety(self, key_id: str, safety: SafetyValues | None) -> tuple[ApiKey, User]:
@@ -181,6 +204,7 @@ class Accounts:
             raise NotFound(f"No key {key_id}.")
         found = await self._store.key_by_id(key_id)
         assert found is not None
+        await self._record("key.safety", key_id, {"safety": found[0].safety or {}})
         return found
 
     async def set_user_safety(self, email: str, safety: SafetyValues | None) -> User:
@@ -190,13 +214,67 @@ class Accounts:
             raise NotFound(f"No user {email}.")
         user = await self._store.user_by_email(email)
         assert user is not None
+        await self._record("user.safety", user.id, {"safety": user.safety or {}})
+        return user
+
+    async def rotate_key(self, key_id: str, grace_s: int) -> tuple[NewKey, ApiKey]:
+        """Issue the key's successor (same user, name, rate limits, content policy, zero
+        retention and lifetime) and revoke the key `grace_s` seconds from now (0: at once);
+        returns the successor, with its secret, and the rotated key."""
+        if grace_s < 0:
+            raise InvalidRequest("grace must be 0 or more seconds.", param="grace")
+        old, user = await self.key(key_id)
+        now = int(time.time())
+        _check_rotatable(old, now)
+        # Its expiry policy is its lifetime: the successor lives as long, from now.
+        lifetime = old.expires_at - old.created_at if old.expires_at is not None else None
+        key, secret = _new_key(
+            user.id,
+            old.name,
+            lifetime,
+            rate_limits=old.rate_limits,
+            safety=old.safety,
+            zero_retention=old.zero_retention,
+        )
+        if not await self._store.rotate_key(key_id, key, now + grace_s, now):
+            # Revoked or rotated by someone else since it was read just above.
+            raise InvalidRequest(f"Key {key_id} was just revoked or rotated.", param="key_id")
+        rotated, _ = await self.key(key_id)
+        await self._record(
+            "key.rotate", key_id, {"successor_id": key.id, "revoked_at": rotated.revoked_at}
+        )
+        return NewKey(key, secret, user), rotated
+
+    async def set_key_zero_retention(self, key_id: str, enabled: bool) -> tuple[ApiKey, User]:
+        """Turn the key's zero data retention on or off; returns it and its owner."""
+        if not await self._store.set_key_zero_retention(key_id, enabled):
+            raise NotFound(f"No key {key_id}.")
+        found = await self.key(key_id)
+        await self._record("key.zero_retention", key_id, {"zero_retention": enabled})
+        return found
+
+    async def set_user_zero_retention(self, email: str, enabled: bool) -> User:
+        """Turn the user's zero data retention (their logins and all their keys) on or off."""
+        email = normalise_email(email)
+        if not await self._store.set_user_zero_retention(email, enabled):
+            raise NotFound(f"No user {email}.")
+        user = await self.user(email)
+        await self._record("user.zero_retention", user.id, {"zero_retention": enabled})
         return user
 
     async def principal_for_key(self, secret: str) -> Principal | None:
-        """The key's owner, looked up on every request so that a revocation counts at once."""
-        found = await self._store.active_key(key_digest(secret))
+        """The key's owner, looked up on every request so that a revocation counts at once;
+        an expired key is refused with its own code, so that its holder knows to renew it."""
+        now = int(time.time())
+        found = await self._store.active_key(key_digest(secret), now)
         if found is None:
             return None
+        if found.expires_at is not None and found.expires_at <= now:
+            raise AuthenticationFailed(
+                f"The API key provided expired on {_utc(found.expires_at)}. Ask an "
+                "administrator for a new one.",
+                code="api_key_expired",
+            )
         return Principal(
             owner=found.user_id,
             is_admin=found.is_admin,
@@ -244,6 +322,7 @@ def user_view(user: User) -> dict[str, Any]:
         "created_at": user.created_at,
         "rate_limits": user.rate_limits or {},
         "safety": user.safety or {},
+        "zero_retention": user.zero_retention,
     }
 
 
@@ -261,11 +340,75 @@ def key_view(key: ApiKey, user: User, secret: str | None = None) -> dict[str, An
     view |= {
         "key_hint": key.key_hint,
         "created_at": key.created_at,
+        # A rotated key's is in the future until its grace ends; it works until then.
         "revoked_at": key.revoked_at,
+        "expires_at": key.expires_at,
+        "successor_id": key.successor_id,
         "rate_limits": key.rate_limits or {},
         "safety": key.safety or {},
+        "zero_retention": key.zero_retention,
     }
     return view
+
+
+def _new_key(
+    user_id: str,
+    name: str,
+    lifetime_s: int | None,
+    *,
+    rate_limits: dict[str, Any] | None,
+    safety: dict[str, Any] | None,
+    zero_retention: bool,
+) -> tuple[ApiKey, str]:
+    """A key row and its secret (the row keeps only its hash and a hint)."""
+    secret = "sk-" + secrets.token_urlsafe(32)
+    now = int(time.time())
+    key = ApiKey(
+        id="key_" + secrets.token_hex(12),
+        user_id=user_id,
+        name=name,
+        key_hash=key_digest(secret),
+        key_hint=f"{secret[:5]}…{secret[-4:]}",
+        created_at=now,
+        revoked_at=None,
+        rate_limits=rate_limits,
+        safety=safety,
+        expires_at=now + lifetime_s if lifetime_s is not None else None,
+        zero_retention=zero_retention,
+        successor_id=None,
+    )
+    return key, secret
+
+
+def _check_rotatable(key: ApiKey, now: int) -> None:
+    if key.successor_id is not None:
+        raise InvalidRequest(
+            f"Key {key.id} was already rotated: its successor is {key.successor_id}.",
+            param="key_id",
+            code="key_already_rotated",
+        )
+    if key.revoked_at is not None and key.revoked_at <= now:
+        raise InvalidRequest(
+            f"Key {key.id} is revoked: there is nothing to rotate.",
+            param="key_id",
+            code="key_revoked",
+        )
+
+
+def _utc(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _key_details(key: ApiKey, user: User) -> dict[str, Any]:
+    """What the audit log keeps about a key: never the key itself nor its hash."""
+    return {
+        "user_id": user.id,
+        "name": key.name,
+        "rate_limits": key.rate_limits or {},
+        "safety": key.safety or {},
+        "expires_at": key.expires_at,
+        "zero_retention": key.zero_retention,
+    }
 
 
 def _own_values(values: BaseModel | None) -> dict[str, Any] | None:

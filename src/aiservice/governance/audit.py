@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -10,7 +12,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from aiservice.store.audit import AuditStore
+from aiservice.errors import InvalidRequest
+from aiservice.store.audit import AuditQuery, AuditStore, UnknownAuditCursor
 from aiservice.store.tables import AuditEntry
 
 
@@ -37,7 +40,19 @@ def current_actor() -> Actor:
     return _actor.get() or SYSTEM
 
 
+def cli_actor() -> Actor:
+    """Whoever runs the CLI, by their OS account: the CLI needs no login, the machine did it."""
+    try:
+        name = getpass.getuser()
+    except OSError:  # no user name in the environment nor in the password database
+        name = f"uid-{os.getuid()}"
+    return Actor(f"cli:{name}")
+
+
 class AuditLog:
+    """Where the services write what an admin did (API and CLI alike: the actor comes from
+    the context, set by the admin API's dependency or by the CLI), and where it is read."""
+
     def __init__(self, store: AuditStore):
         self._store = store
 
@@ -54,3 +69,33 @@ class AuditLog:
                 details=details,
             )
         )
+
+    async def entries(self, query: AuditQuery) -> dict[str, Any]:
+        """One page of entries, newest first, as an OpenAI-style list object."""
+        try:
+            page = await self._store.list(query)
+        except UnknownAuditCursor:
+            raise InvalidRequest(
+                f"No audit entry found with id '{query.after}'.", param="after"
+            ) from None
+        data = [entry_view(row) for row in page.rows]
+        return {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else "",
+            "last_id": data[-1]["id"] if data else "",
+            "has_more": page.has_more,
+        }
+
+
+def entry_view(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "object": "audit.entry",
+        "created_at": entry.created_at,
+        "actor": entry.actor,
+        "action": entry.action,
+        "target": entry.target,
+        "request_id": entry.request_id,
+        "details": entry.details or {},
+    }

@@ -25,6 +25,7 @@ from typing import Any
 
 from aiservice.errors import BudgetExceeded, InvalidRequest, NotFound
 from aiservice.governance.accounts import Principal, normalise_email
+from aiservice.governance.audit import AuditLog
 from aiservice.governance.budget_alerts import BudgetAlerts, alert_view, reached
 from aiservice.governance.budget_periods import PERIODS, iso, period_start, resets_at
 from aiservice.governance.budget_spend import Record, SpendTracker, Subject, subjects_of
@@ -51,8 +52,10 @@ class Budgets:
         ledger: UsageLedger | None = None,
         alerts: BudgetAlerts | None = None,
         refresh_s: float = 5.0,
+        audit: AuditLog | None = None,  # where changes to budgets are recorded
     ):
         self._store = store
+        self._audit = audit
         self._accounts = accounts
         self._alerts = alerts or BudgetAlerts(store)
         self._refresh_s = refresh_s
@@ -168,6 +171,7 @@ class Budgets:
         await self._store.replace(budget)
         self._edits += 1
         self._by_subject[(scope, subject_id)] = budget
+        await self._record("budget.set", budget)
         return budget
 
     async def _subject(self, user: str | None, key: str | None) -> Subject:
@@ -186,6 +190,19 @@ class Budgets:
     async def budgets(self) -> list[Budget]:
         return await self._store.budgets()
 
+    async def copy_key_budget(self, from_key: str, to_key: str) -> Budget | None:
+        """Give `to_key` (a rotated key's successor) the budget `from_key` has, if any. The
+        copy's spend starts at zero: each key's spending is its own."""
+        budget = next(
+            (b for b in await self.budgets() if (b.scope, b.subject_id) == ("key", from_key)),
+            None,
+        )
+        if budget is None:
+            return None
+        return await self.put(
+            key=to_key, amount_usd=budget.amount_usd, period=budget.period, soft=budget.soft
+        )
+
     async def delete(self, budget_id: str) -> Budget:
         budgets = {budget.id: budget for budget in await self.budgets()}
         budget = budgets.get(budget_id)
@@ -194,7 +211,20 @@ class Budgets:
         self._edits += 1
         self._by_subject.pop((budget.scope, budget.subject_id), None)
         self.spend.forget((budget.scope, budget.subject_id))
+        await self._record("budget.delete", budget)
         return budget
+
+    async def _record(self, action: str, budget: Budget) -> None:
+        if self._audit is None:
+            return
+        details = {
+            "scope": budget.scope,
+            "subject_id": budget.subject_id,
+            "amount_usd": budget.amount_usd,
+            "period": budget.period,
+            "soft": budget.soft,
+        }
+        await self._audit.record(action, budget.id, details)
 
     async def view(self, budget: Budget) -> dict[str, Any]:
         """A budget as the admin API shows it, with what it has spent this period."""
@@ -217,7 +247,12 @@ class Budgets:
         return [alert_view(alert) for alert in await self._store.alerts(limit)]
 
 
-def build_budgets(settings: Settings, database: Database, ledger: UsageLedger | None) -> Budgets:
+def build_budgets(
+    settings: Settings,
+    database: Database,
+    ledger: UsageLedger | None,
+    audit: AuditLog | None = None,
+) -> Budgets:
     """The budgets of a process on `database`; enforced and alerted on with a `ledger`."""
     store = BudgetStore(database)
     return Budgets(
@@ -227,6 +262,7 @@ def build_budgets(settings: Settings, database: Database, ledger: UsageLedger | 
         ledger=ledger,
         alerts=BudgetAlerts(store, settings.alert_webhook_url),
         refresh_s=settings.budget_refresh_s,
+        audit=audit,
     )
 
 

@@ -102,8 +102,9 @@ class UsageLedger:
             "upstream_attempts": len(meter.attempts),
             "priority": meter.priority,
             "wait_ms": round(meter.wait_ms, 3) if meter.wait_ms is not None else None,
-            "metadata": meter.metadata,
-            "end_user": meter.end_user,
+            # Zero data retention: counts and cost only, nothing that says what it was about.
+            "metadata": {} if meter.zero_retention else meter.metadata,
+            "end_user": None if meter.zero_retention else meter.end_user,
             # Not a column: read by the metrics listener, dropped before the write.
             "_attempts": meter.attempts,
         }

@@ -41,6 +41,8 @@ class Meter:
     metadata: dict[str, str] = field(default_factory=dict)
     # The request's `safety_identifier` or `user`: the calling application's end user.
     end_user: str | None = None
+    # The caller has zero data retention: its record keeps no metadata and no end user.
+    zero_retention: bool = False
     error: AIServiceError | None = None
     attempts: list[Any] = field(default_factory=list)  # providers.upstream.Attempt
     # Set when another party writes this request's record (a background job's worker).

@@ -53,6 +53,12 @@ class ServiceMetrics:
         self._add_upstream_metrics(self.registry)
         self._add_state_gauges(self.registry)
         self._add_safety_metrics(self.registry)
+        self.retention_purged = Counter(
+            "aiservice_retention_purged_rows",
+            "Stored rows deleted by the retention purge (this process's rounds), by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
         # Label children by label values: .labels() validates and locks on every call, and the
         # middleware asks for the same few children on every request.
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -150,6 +156,10 @@ class ServiceMetrics:
     def observe_pii(self, counts: dict[str, int], action: str) -> None:
         for kind, count in counts.items():
             self._child(self.pii_findings, kind, action).inc(count)
+
+    def observe_purged(self, counts: dict[str, int]) -> None:
+        for kind, count in counts.items():  # 0 too: every kind's series exists once it ran
+            self._child(self.retention_purged, kind).inc(count)
 
     def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
         key = (id(metric), *values)

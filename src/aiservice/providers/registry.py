@@ -163,6 +163,16 @@ class ModelRegistry:
         embedding = [e.breaker for e in self._embedders.values() if isinstance(e, UpstreamEmbedder)]
         return chat + embedding
 
+    def upstreams(self) -> dict[str, UpstreamProvider | UpstreamEmbedder]:
+        """The upstream models by configured name (a configuration reload swaps their keys)."""
+        models: dict[str, UpstreamProvider | UpstreamEmbedder] = {
+            name: p for name, p in self._providers.items() if isinstance(p, UpstreamProvider)
+        }
+        for name, embedder in self._embedders.items():
+            if isinstance(embedder, UpstreamEmbedder):
+                models[name] = embedder
+        return models
+
     @property
     def ready(self) -> bool:
         return all(provider.ready for provider in self._all_providers())

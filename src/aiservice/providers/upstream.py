@@ -122,6 +122,10 @@ class UpstreamProvider(ChatProvider):
         if client is not None:
             await client.close()
 
+    def use_api_key(self, api_key: str | None) -> bool:
+        """Send this key from the next request on; whether it changed (see UpstreamHTTP)."""
+        return self._client is not None and self._client.use_api_key(api_key)
+
     async def prepare_chat(self, request: GenerationRequest) -> PreparedGeneration:
         if self._client is None:
             raise UpstreamUnavailable(f"The model `{self.model_id}` is not started.")

@@ -7,12 +7,12 @@ later) or UpstreamRefused (the upstream will not take it), never with the key in
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import httpx
 
 from aiservice.errors import UpstreamRefused, UpstreamUnavailable
+from aiservice.providers.upstream_model import read_api_key
 from aiservice.settings import ModelConfig
 
 _TIMEOUT = httpx.Timeout(60.0, connect=5.0)
@@ -23,7 +23,7 @@ class UpstreamBatchClient:
 
     def __init__(self, model: ModelConfig):
         self._base_url = model.upstream_url.rstrip("/")
-        self._key_variable = model.upstream_key_variable
+        self._model = model
         self.upstream_model = model.upstream_name
 
     async def upload(self, filename: str, content: bytes) -> str:
@@ -59,7 +59,11 @@ class UpstreamBatchClient:
         return (await self._call("GET", f"/files/{file_id}/content")).content
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        key = os.environ.get(self._key_variable)
+        # Read on every call (a few a minute): a changed key file counts without a reload.
+        try:
+            key = read_api_key(self._model)
+        except OSError:
+            raise UpstreamUnavailable("The upstream's key file could not be read.") from None
         headers = {"authorization": f"Bearer {key}"} if key else {}
         try:
             async with httpx.AsyncClient(timeout=_TIMEOUT) as client:

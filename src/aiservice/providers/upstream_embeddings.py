@@ -63,6 +63,10 @@ class UpstreamEmbedder(EmbeddingProvider):
         if client is not None:
             await client.close()
 
+    def use_api_key(self, api_key: str | None) -> bool:
+        """Send this key from the next request on; whether it changed (see UpstreamHTTP)."""
+        return self._client is not None and self._client.use_api_key(api_key)
+
     async def embed(self, call: EmbeddingCall) -> Embeddings:
         client = self._client
         if client is None:

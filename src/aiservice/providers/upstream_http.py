@@ -99,10 +99,7 @@ class UpstreamHTTP:
         api_key: str | None = None,
     ):
         self.base_url = base_url.rstrip("/")
-        # The same for every call (the key is read from the environment once, at start-up).
-        self._headers = {"Content-Type": "application/json"}
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._headers = _headers(api_key)  # the same for every call, until use_api_key
         # connect: waiting for a pooled connection or a new one; sock_read: between two reads
         # of the answer (the first byte included). The total is the caller's.
         self._timeout = aiohttp.ClientTimeout(
@@ -114,6 +111,14 @@ class UpstreamHTTP:
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    def use_api_key(self, api_key: str | None) -> bool:
+        """Send `api_key` from the next call on (a configuration reload); whether it changed.
+        One assignment: a call being made keeps the headers it took, the pool its connections."""
+        headers = _headers(api_key)
+        changed = headers != self._headers
+        self._headers = headers
+        return changed
 
     async def start(self) -> None:
         # The system's CA store (and SSL_CERT_FILE) plus certifi's, which httpx used alone.
@@ -146,6 +151,13 @@ class UpstreamHTTP:
         except _FAILURES as exc:
             raise TransportFailure(_reason(exc)) from None
         return UpstreamReply(response)
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
 
 
 def _environment_proxy(base_url: str) -> str | None:

@@ -7,7 +7,7 @@ its stored completion if it asked for one, its usage on the meter.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,10 @@ from aiservice.services.embedding_request import EmbeddingRequest
 from aiservice.services.embeddings import EmbeddingService
 from aiservice.services.moderation_request import ModerationRequest
 from aiservice.services.moderations import ModerationService
+from aiservice.services.pii_store import redacted_lines
 from aiservice.services.response_request import ResponseRequest
 from aiservice.services.responses import ResponseService
+from aiservice.store.batches import NewLine
 
 Body = dict[str, Any]
 
@@ -93,6 +95,13 @@ class BatchEndpoints:
         if endpoint == "/v1/embeddings":
             return self._registry.resolve_embedding(model).served_by
         return self._registry.resolve(model).served_by
+
+    def screened(
+        self, endpoint: str, principal: Principal, slices: AsyncIterator[list[NewLine]]
+    ) -> AsyncIterator[list[NewLine]]:
+        """The lines as they may be stored: redacted under the creator's PII policy `redact`
+        (their answers then hold the placeholders, as a background response's do)."""
+        return redacted_lines(self._responses.guard, principal, endpoint, slices)
 
     async def run(self, endpoint: str, request: BaseModel, principal: Principal) -> Body:
         """The endpoint's answer to the line, as its route would send it."""

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from aiservice.errors import NotFound
+from aiservice.governance.accounts import Principal
 from aiservice.metering.ledger import UsageLedger
 from aiservice.services.background import WorkerSettings
 from aiservice.services.batch_endpoints import BatchEndpoints
@@ -143,7 +144,11 @@ class BatchWorker:
         if isinstance(upstream, list):
             await self._finisher.fail(row, self.worker_id, upstream)
             return
-        slices = parsed_lines(self._files.read_all(source), row.endpoint, self._endpoints)
+        slices = self._endpoints.screened(
+            row.endpoint,
+            Principal(**row.principal),
+            parsed_lines(self._files.read_all(source), row.endpoint, self._endpoints),
+        )
         started = await self._store.start_lines(
             row,
             self.worker_id,

@@ -21,6 +21,7 @@ from aiservice.observability.logging import request_id_var
 from aiservice.services.batch_endpoints import ENDPOINTS
 from aiservice.services.batch_request import BatchPage, CreateBatchRequest, window_seconds
 from aiservice.services.files import FileService
+from aiservice.services.zero_retention import refuse_storage
 from aiservice.store.batch_status import BatchStatus
 from aiservice.store.batches import BatchStore, LineCounts, NewBatch, UnknownBatchCursor
 from aiservice.store.tables import StoredBatch
@@ -38,6 +39,7 @@ class BatchService:
         self.on_enqueued: Callable[[], None] | None = None  # wakes this process's worker
 
     async def create(self, request: CreateBatchRequest, principal: Principal) -> dict[str, Any]:
+        refuse_storage(principal, "Batches")  # their lines and output files are stored
         if request.endpoint not in ENDPOINTS:
             raise InvalidRequest(
                 f"Batches are served for {', '.join(ENDPOINTS)}; not for {request.endpoint}.",

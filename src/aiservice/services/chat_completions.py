@@ -56,6 +56,7 @@ from aiservice.services.content_guard import ContentGuard
 from aiservice.services.moderated_generation import ModerationReport
 from aiservice.services.pii_screen import offloaded
 from aiservice.services.stored_completions import StoredCompletions
+from aiservice.services.zero_retention import keeps_nothing
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 
@@ -98,6 +99,8 @@ class ChatCompletionService:
                 request.model, request.metadata, request.safety_identifier or request.user
             )
         served = self._registry.resolve(request.model)
+        if request.store and keeps_nothing(principal):  # answered, never stored
+            request = request.model_copy(update={"store": False})
         policy = self._guard.policy(request.moderation, principal)
         if policy.pii != "off":  # what the model and the store see from here on
             texts = message_texts(request)

@@ -9,10 +9,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from aiservice.errors import InvalidRequest, NotFound
+from aiservice.governance.accounts import Principal
+from aiservice.privacy.redaction import Redactor
+from aiservice.services.content_guard import ContentGuard
 from aiservice.services.item_references import resolve_references
 from aiservice.services.metadata import Metadata
+from aiservice.services.pii_store import redacted_items_to_store
 from aiservice.services.queries import Page
 from aiservice.services.response_items import Item, new_id, stored_input_items
+from aiservice.services.response_pii import restored
 from aiservice.services.response_request import InputItem
 from aiservice.store.conversations import ConversationStore, DuplicateItem, UnknownCursor
 from aiservice.store.responses import ResponseStore
@@ -47,17 +52,22 @@ class ItemPage(Page):
 
 
 class ConversationService:
-    def __init__(self, store: ConversationStore, responses: ResponseStore):
+    def __init__(
+        self,
+        store: ConversationStore,
+        responses: ResponseStore,
+        guard: ContentGuard | None = None,
+    ):
         self._store = store
         self._responses = responses  # where `item_reference` items are looked up
+        self._guard = guard  # the PII policy `redact` applies to the items it stores
 
-    async def create(self, owner: str, body: NewConversation) -> dict[str, Any]:
+    async def create(
+        self, owner: str, body: NewConversation, principal: Principal | None = None
+    ) -> dict[str, Any]:
+        items, _ = await self._screened(principal, await self._items(owner, body.items or []))
         row = await self._store.create(
-            new_id("conv"),
-            owner,
-            int(time.time()),
-            body.metadata or {},
-            await self._items(owner, body.items or []),
+            new_id("conv"), owner, int(time.time()), body.metadata or {}, items
         )
         return _resource(row)
 
@@ -77,13 +87,21 @@ class ConversationService:
             raise _not_found(conversation_id)
         return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
 
-    async def add_items(self, owner: str, conversation_id: str, body: NewItems) -> dict[str, Any]:
+    async def add_items(
+        self,
+        owner: str,
+        conversation_id: str,
+        body: NewItems,
+        principal: Principal | None = None,
+    ) -> dict[str, Any]:
         row = await self._row(owner, conversation_id)
-        items = await self._items(owner, body.items)
+        items, redactor = await self._screened(principal, await self._items(owner, body.items))
         try:
             await self._store.add_items(row, items)
         except DuplicateItem as exc:
             raise InvalidRequest(f"Invalid 'items': {exc}.", param="items") from None
+        if redactor is not None:  # stored with placeholders; the caller sees what it sent
+            items = restored(items, redactor)
         return _list(items, has_more=False)
 
     async def list_items(self, owner: str, conversation_id: str, page: ItemPage) -> dict[str, Any]:
@@ -122,6 +140,13 @@ class ConversationService:
     async def _items(self, owner: str, given: list[InputItem]) -> list[Item]:
         items = stored_input_items(given) if given else []
         return await resolve_references(items, owner, self._responses, param="items")
+
+    async def _screened(
+        self, principal: Principal | None, items: list[Item]
+    ) -> tuple[list[Item], Redactor | None]:
+        if self._guard is None:
+            return items, None
+        return await redacted_items_to_store(self._guard, principal, items)
 
     async def _row(self, owner: str, conversation_id: str) -> Conversation:
         row = await self._store.get(owner, conversation_id)

@@ -25,7 +25,9 @@ from aiservice.services.analysis_prompts import (
     MAP_OUTPUT_TOKENS,
     PROMPT_OVERHEAD_TOKENS,
 )
+from aiservice.services.pii_store import redacted_texts_to_store
 from aiservice.services.responses import ResponseService
+from aiservice.services.zero_retention import refuse_storage
 from aiservice.settings import ModelConfig
 from aiservice.store.analyses import AnalysisStore, NewAnalysis
 from aiservice.store.response_status import UNFINISHED
@@ -89,6 +91,8 @@ class AnalysisService:
     ) -> dict[str, Any]:
         from aiservice.documents import split_into_chunks
 
+        # The document, its stages' responses and the report are all stored.
+        refuse_storage(principal, "Document analyses")
         size = self.chunk_tokens(model, chunk_tokens)
         chunks = await asyncio.to_thread(split_into_chunks, document.text, size)
         if not chunks:
@@ -107,7 +111,9 @@ class AnalysisService:
                 model=model,
                 name=document.name,
                 created_at=int(time.time()),
-                chunks=[chunk.text for chunk in chunks],
+                chunks=await redacted_texts_to_store(
+                    self._responses.guard, principal, [chunk.text for chunk in chunks]
+                ),
                 metadata={**(metadata or {}), "feature": FEATURE},
             )
         )

@@ -176,9 +176,6 @@ class FileService:
     async def delete_ids(self, file_ids: list[str]) -> None:
         await self._store.delete_ids(file_ids)
 
-    async def purge_expired(self) -> int:
-        return await self._store.purge_expired(int(time.time()))
-
 
 def file_object(row: StoredFile) -> dict[str, Any]:
     """The row as OpenAI's file object."""

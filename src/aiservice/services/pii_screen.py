@@ -53,6 +53,10 @@ class PiiScreen:
         if redactor is not None:
             self._observe(redactor.counts, "redacted")
 
+    def redacted_counts(self, counts: dict[str, int]) -> None:
+        """Count what several redactors replaced, in one go (a slice of a batch's lines)."""
+        self._observe({kind: n for kind, n in counts.items() if n}, "redacted")
+
     def _observe(self, counts: dict[str, int], action: str) -> None:
         if not counts:
             return

@@ -51,6 +51,18 @@ def _redacted(value: Any, redactor: Redactor) -> Any:
     return value
 
 
+def redacted_input(given: Any, redactor: Redactor) -> Any:
+    """A request's `input` (a string, or input items) with its texts redacted."""
+    if isinstance(given, str):
+        return redactor.redact(given)
+    if not isinstance(given, list):
+        return given
+    return [
+        type(item).model_validate(_redacted(item.model_dump(exclude_unset=True), redactor))
+        for item in given
+    ]
+
+
 def restored(value: Any, redactor: Redactor) -> Any:
     """`value` (a response body, an event) with the originals back in every string."""
     if isinstance(value, str):

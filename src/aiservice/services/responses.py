@@ -33,13 +33,20 @@ from aiservice.services.pii_screen import offloaded
 from aiservice.services.queries import Page
 from aiservice.services.response_body import Body, ResponseState
 from aiservice.services.response_items import Item, new_id, prompt_messages, stored_input_items
-from aiservice.services.response_pii import item_texts, redacted_items, restored, restored_events
+from aiservice.services.response_pii import (
+    item_texts,
+    redacted_input,
+    redacted_items,
+    restored,
+    restored_events,
+)
 from aiservice.services.response_request import (
     InputTokensRequest,
     ResponseRequest,
     _ResponseInput,
 )
 from aiservice.services.response_run import FINAL_EVENT_TYPES, Event, ResponseRun, final_state
+from aiservice.services.zero_retention import keeps_nothing, refuse_storage
 from aiservice.store.conversations import ConversationStore, Turn
 from aiservice.store.response_status import UNFINISHED, ResponseStatus
 from aiservice.store.responses import NewResponse, Outcome, ResponseStore
@@ -94,6 +101,12 @@ class ResponseService:
         self.on_enqueued = on_enqueued
         self.on_cancelled = on_cancelled
 
+    @property
+    def guard(self) -> ContentGuard:
+        """The content policy of model requests (batch lines and documents are redacted by it
+        before they are stored)."""
+        return self._guard
+
     # --- create -----------------------------------------------------------------------------
 
     async def prepare(
@@ -102,6 +115,7 @@ class ResponseService:
         """Resolve the model and the chain and check the request (moderation in block mode
         included); every refusal is raised here. `principal` names the operator's content
         policy for the caller (None: the configured defaults)."""
+        request = _unstored_for(principal, request)
         _meter_request(request)
         input_items = await self._input_items(request, owner)
         policy = self._guard.policy(request.moderation, principal)
@@ -131,7 +145,10 @@ class ResponseService:
                 update={"instructions": redactor.redact(request.instructions)}
             )
         self._guard.pii.redacted(redactor)
-        return request, items, redactor
+        # The stored request (a job's, run again by a worker) keeps no original either: its
+        # input redacted once more, after counting, gets the very same placeholders.
+        redacted = await offloaded(texts, partial(redacted_input, request.input, redactor))
+        return request.model_copy(update={"input": redacted}), items, redactor
 
     async def complete(self, prepared: PreparedResponse) -> Body:
         state = await final_state(ResponseRun(prepared.state, prepared.generation))
@@ -162,6 +179,7 @@ class ResponseService:
     ) -> Body:
         """Store a background response as `queued`; a worker runs it (and writes its usage
         record when it ends) under the content policy it was accepted with."""
+        refuse_storage(principal, "Background responses", "background")
         meter = _meter_request(request)
         input_items = await self._input_items(request, owner)
         policy = self._guard.policy(request.moderation, principal)
@@ -361,9 +379,6 @@ class ResponseService:
             tokens = exc.prompt_tokens  # too long to run, not too long to count
         return {"object": "response.input_tokens", "input_tokens": tokens}
 
-    async def purge_expired(self) -> int:
-        return await self._store.purge_expired(int(time.time()))
-
     async def _row(self, owner: str, response_id: str) -> StoredResponse:
         row = await self._store.get(owner, response_id, int(time.time()))
         if row is None:
@@ -459,6 +474,16 @@ def _oldest_to_drop(messages: list[PromptMessage], exc: ContextLengthExceeded) -
         chars += sizes[dropped]
         dropped += 1
     return max(dropped, 1)
+
+
+def _unstored_for(principal: Principal | None, request: ResponseRequest) -> ResponseRequest:
+    """The request as a zero-retention caller's is run: answered, never stored. A turn of a
+    conversation would be stored in it: refused."""
+    if not keeps_nothing(principal):
+        return request
+    if request.conversation_id is not None:
+        refuse_storage(principal, "Responses in a conversation", "conversation")
+    return request.model_copy(update={"store": False})
 
 
 def _meter_request(request: ResponseRequest) -> Meter | None:

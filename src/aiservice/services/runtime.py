@@ -47,6 +47,7 @@ from aiservice.services.files import FileService
 from aiservice.services.moderations import ModerationService
 from aiservice.services.privacy_erase import PrivacyErasures, build_erasures
 from aiservice.services.responses import ResponseService
+from aiservice.services.retention import RetentionPurge, retention_days
 from aiservice.services.stored_completions import StoredCompletions
 from aiservice.services.text_completions import TextCompletionService
 from aiservice.settings import Settings
@@ -100,14 +101,16 @@ def build_services(settings: Settings) -> AppServices:
     """Every service, built but not started: nothing is loaded or connected yet."""
     registry = ModelRegistry(settings)
     database = Database(database_url(settings))
-    stored = StoredCompletions(CompletionStore(database), settings.retention_days)
+    kept_days = retention_days(settings)
+    stored = StoredCompletions(CompletionStore(database), kept_days["chat_completions"])
     response_store = ResponseStore(database)
     conversation_store = ConversationStore(database)
-    conversations = ConversationService(conversation_store, response_store)
     usage = UsageStore(database)
+    audit = AuditLog(AuditStore(database))
     metrics = ServiceMetrics()
     moderations = ModerationService(settings.moderation)
     guard = ContentGuard(moderations, settings, metrics if settings.metrics_enabled else None)
+    conversations = ConversationService(conversation_store, response_store, guard)
     files = FileService(FileStore(database), settings.max_file_bytes, settings.batch_max_lines)
     responses = ResponseService(
         registry,
@@ -115,7 +118,7 @@ def build_services(settings: Settings) -> AppServices:
         conversations,
         conversation_store,
         guard,
-        settings.retention_days,
+        kept_days["responses"],
         poll_s=settings.worker_poll_s,
     )
     services = AppServices(
@@ -128,7 +131,7 @@ def build_services(settings: Settings) -> AppServices:
         responses=responses,
         conversations=conversations,
         response_store=response_store,
-        accounts=Accounts(AccountStore(database)),
+        accounts=Accounts(AccountStore(database), audit),
         login_throttle=LoginThrottle(),
         ledger=_ledger(settings, usage),
         usage=usage,
@@ -141,8 +144,8 @@ def build_services(settings: Settings) -> AppServices:
             AnalysisStore(database), responses, response_store, usage, registry, settings.models
         ),
     )
-    services.budgets = build_budgets(settings, database, services.ledger)
-    services.audit = AuditLog(AuditStore(database))
+    services.budgets = build_budgets(settings, database, services.ledger, audit)
+    services.audit = audit
     services.erasures = build_erasures(settings, database, services.audit)
     if settings.metrics_enabled:
         services.ledger.on_record.append(services.metrics.observe_record)
@@ -195,7 +198,8 @@ class ServiceRuntime:
         freeze_heap: bool = False,
     ) -> str | None:
         """Apply migrations, set up the master key (with `master_key`), load the models,
-        start the periodic purge and (with `worker`) a worker for background responses.
+        and (with `worker`) the workers: background responses, batches, document analyses,
+        erasures and the retention purge.
         With `freeze_heap` (a process of our own: the server, the worker), what start-up
         allocated is frozen once the models are loaded (`freeze_startup_heap`).
 
@@ -224,9 +228,6 @@ class ServiceRuntime:
             self._background.append(asyncio.create_task(loading))
         if settings.moderation.mode != "off":  # every request is moderated: load it now
             self._background.append(asyncio.create_task(_load_classifier(services)))
-        self._background.append(
-            asyncio.create_task(_purge_periodically(services, settings.purge_interval_s))
-        )
         if worker:
             self.worker = self._start_worker(after_models=not wait_for_models)
         return new_key
@@ -273,6 +274,10 @@ class ServiceRuntime:
         self._background.append(asyncio.create_task(run_when_ready(batches.run)))
         self._background.append(asyncio.create_task(run_when_ready(analyses.run)))
         self._background.append(asyncio.create_task(services.erasures.run()))
+        # Retention is the workers' job too: a server without them leaves it to theirs.
+        metrics = services.metrics if settings.metrics_enabled else None
+        purge = RetentionPurge(services.database, settings, metrics)
+        self._background.append(asyncio.create_task(purge.run_periodically()))
         return worker
 
     def _batch_worker(self) -> BatchWorker:
@@ -352,21 +357,3 @@ async def _load_classifier(services: AppServices) -> None:
         await services.moderations.start()
     except Exception as exc:  # loaded again on first use; that attempt reports its error
         log.error("moderation classifier loading failed", extra={"error_type": type(exc).__name__})
-
-
-async def _purge_periodically(services: AppServices, interval_s: float) -> None:
-    """Delete expired stored objects now and then; a failure is logged and retried later."""
-    while True:
-        try:
-            purged = await services.stored_completions.purge_expired()
-            if purged:
-                log.info("expired stored completions purged", extra={"purged": purged})
-            purged = await services.responses.purge_expired()
-            if purged:
-                log.info("expired stored responses purged", extra={"purged": purged})
-            purged = await services.files.purge_expired()
-            if purged:
-                log.info("expired files purged", extra={"purged": purged})
-        except Exception as exc:
-            log.error("purge failed", extra={"error_type": type(exc).__name__})
-        await asyncio.sleep(interval_s)

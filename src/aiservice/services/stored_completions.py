@@ -81,9 +81,6 @@ class StoredCompletions:
             messages = messages[ids.index(page.after) + 1 :]
         return _wire_list(messages[: page.limit], len(messages) > page.limit)
 
-    async def purge_expired(self) -> int:
-        return await self._store.purge_expired(_now())
-
     async def _row(self, owner: str, completion_id: str) -> StoredCompletion:
         row = await self._store.get(owner, completion_id, _now())
         if row is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from aiservice.store.database import Database
@@ -71,11 +71,38 @@ class AccountStore:
             return (row[0], row[1]) if row else None
 
     async def revoke_key(self, key_id: str, now: int) -> bool:
+        """Revoke now a key still working (a rotated key in its grace included)."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(ApiKey).where(ApiKey.id == key_id, _working(now)).values(revoked_at=now)
+            )
+            return result.rowcount > 0
+
+    async def rotate_key(self, key_id: str, successor: ApiKey, revoke_at: int, now: int) -> bool:
+        """Add `successor` and mark the key replaced by it, revoked at `revoke_at`, in one
+        transaction; False (nothing written) if the key is not working or already rotated."""
         async with self._sessions.begin() as session:
             result = await session.execute(
                 update(ApiKey)
-                .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
-                .values(revoked_at=now)
+                .where(ApiKey.id == key_id, ApiKey.successor_id.is_(None), _working(now))
+                .values(successor_id=successor.id, revoked_at=revoke_at)
+            )
+            if result.rowcount == 0:
+                return False
+            session.add(successor)
+            return True
+
+    async def set_key_zero_retention(self, key_id: str, enabled: bool) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(ApiKey).where(ApiKey.id == key_id).values(zero_retention=enabled)
+            )
+            return result.rowcount > 0
+
+    async def set_user_zero_retention(self, email: str, enabled: bool) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(User).where(User.email == email).values(zero_retention=enabled)
             )
             return result.rowcount > 0
 
@@ -107,7 +134,12 @@ class AccountStore:
             )
             return result.rowcount > 0
 
-    async def active_key(self, key_hash: str) -> ActiveKey | None:
+    async def active_key(self, key_hash: str, now: int | None = None) -> ActiveKey | None:
         """The unrevoked key with this hash and its enabled owner: only the columns a request
         needs, as plain values (store/key_lookup.py: every request with a key asks)."""
-        return await self._key_lookup.find(key_hash)
+        return await self._key_lookup.find(key_hash, now)
+
+
+def _working(now: int) -> ColumnElement[bool]:
+    """Not revoked, or revoked only at a time still to come (a rotated key in its grace)."""
+    return or_(ApiKey.revoked_at.is_(None), ApiKey.revoked_at > now)

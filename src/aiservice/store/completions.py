@@ -167,23 +167,6 @@ class CompletionStore:
             await _delete_rows(session, [seq])
             return True
 
-    async def purge_expired(self, now: int, batch: int = 1000) -> int:
-        """Delete expired completions in batches (short transactions); return how many."""
-        purged = 0
-        while True:
-            async with self._sessions.begin() as session:
-                seqs = list(
-                    await session.scalars(
-                        select(StoredCompletion.seq)
-                        .where(StoredCompletion.expires_at <= now)
-                        .limit(batch)
-                    )
-                )
-                if not seqs:
-                    return purged
-                await _delete_rows(session, seqs)
-                purged += len(seqs)
-
 
 def _visible(owner: str, now: int) -> tuple[ColumnElement[bool], ...]:
     # Expired rows are invisible at once, whether or not the purge has run yet.

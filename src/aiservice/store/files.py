@@ -150,20 +150,6 @@ class FileStore:
             async with self._sessions.begin() as session:
                 await session.execute(delete(StoredFile).where(StoredFile.id.in_(file_ids)))
 
-    async def purge_expired(self, now: int) -> int:
-        """Delete files past their expiry, and uploads abandoned half-written."""
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                delete(StoredFile).where(
-                    or_(
-                        (StoredFile.expires_at.is_not(None)) & (StoredFile.expires_at <= now),
-                        (StoredFile.complete.is_(False))
-                        & (StoredFile.created_at < now - ABANDONED_AFTER_S),
-                    )
-                )
-            )
-            return result.rowcount
-
 
 def _visible(owner: str, now: int) -> tuple:
     return (

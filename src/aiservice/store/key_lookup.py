@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any, NamedTuple
 
 import aiosqlite
 import asyncpg
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.dialects.sqlite import aiosqlite as sqlite_aiosqlite
 from sqlalchemy.engine import make_url
@@ -41,7 +42,8 @@ _ACTIVE_KEY = (
     .join(User, User.id == ApiKey.user_id)
     .where(
         ApiKey.key_hash == bindparam("key_hash"),
-        ApiKey.revoked_at.is_(None),
+        # A rotated key is revoked at the end of its grace: a time to come, until it is past.
+        or_(ApiKey.revoked_at.is_(None), ApiKey.revoked_at > bindparam("now")),
         User.disabled.is_(False),
     )
 )
@@ -64,7 +66,8 @@ class ActiveKey(NamedTuple):
 
 
 class KeyLookup:
-    """Finds the unrevoked key with a hash, and its enabled owner. Connects on first use."""
+    """Finds the unrevoked key with a hash, and its enabled owner. Connects on first use.
+    An expired key is found (with its `expires_at`): the caller refuses it with its own code."""
 
     def __init__(self, url: str):
         parsed = make_url(url)
@@ -77,14 +80,16 @@ class KeyLookup:
         self._pool: asyncpg.Pool | None = None
         self._connecting = asyncio.Lock()
 
-    async def find(self, key_hash: str) -> ActiveKey | None:
+    async def find(self, key_hash: str, now: int | None = None) -> ActiveKey | None:
+        """The key working at `now` (unix seconds; default: this second) with this hash."""
+        now = int(time.time()) if now is None else now
         if self._sqlite:
             connection = self._connection or await self._connect_sqlite()
-            rows = await connection.execute_fetchall(_SQLITE, (key_hash,))
+            rows = await connection.execute_fetchall(_SQLITE, (key_hash, now))
             row = rows[0] if rows else None
         else:
             pool = self._pool or await self._connect_postgres()
-            row = await pool.fetchrow(_POSTGRES, key_hash)
+            row = await pool.fetchrow(_POSTGRES, key_hash, now)
         if row is None:
             return None
         (key_id, key_limits, key_safety, user_id, is_admin, email, user_limits, user_safety,

@@ -378,18 +378,6 @@ class ResponseStore:
             )
             return result.rowcount > 0
 
-    async def purge_expired(self, now: int) -> int:
-        """Delete finished responses past their expiry; unfinished jobs wait for their end."""
-        expired = (
-            StoredResponse.expires_at.is_not(None),
-            StoredResponse.expires_at <= now,
-            StoredResponse.status.not_in(UNFINISHED),
-        )
-        async with self._sessions.begin() as session:
-            await forget_items(session, select(StoredResponse.id).where(*expired))
-            result = await session.execute(delete(StoredResponse).where(*expired))
-            return result.rowcount
-
 
 async def _insert_events(session: Any, response_id: str, events: Any) -> None:
     if events:
