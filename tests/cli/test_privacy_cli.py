@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from aiservice.store.database import Database
 from aiservice.store.tables import AuditEntry, PrivacyErasure, StoredCompletion, UsageRecord
 from privacy_support import count_where, seed_subject, usage_totals
 from support import PostgresDatabases, run_cli, run_in_thread, wait_until
@@ -30,8 +31,6 @@ def migrate(home: Path, env: dict[str, str] | None = None) -> None:
 
 
 def audit_rows(url: str) -> list[AuditEntry]:
-    from aiservice.store.database import Database
-
     async def read() -> list[AuditEntry]:
         database = Database(url)
         try:
@@ -127,8 +126,6 @@ def test_an_erasure_killed_mid_way_is_taken_up_and_counts_every_row_once(
 
 
 def erasures(url: str) -> list[PrivacyErasure]:
-    from aiservice.store.database import Database
-
     async def read() -> list[PrivacyErasure]:
         database = Database(url)
         try:

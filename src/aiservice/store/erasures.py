@@ -127,11 +127,3 @@ class ErasureStore:
                 .values(done)
             )
         return await self.get(erasure_id)
-
-    async def release(self, erasure_id: str, worker_id: str) -> None:
-        async with self._sessions.begin() as session:
-            await session.execute(
-                update(PrivacyErasure)
-                .where(PrivacyErasure.id == erasure_id, PrivacyErasure.worker_id == worker_id)
-                .values(worker_id=None, lease_expires_at=None)
-            )

@@ -271,13 +271,3 @@ async def account_rows(session: AsyncSession, user_id: str) -> tuple[User | None
     user = await session.get(User, user_id)
     keys = await session.scalars(select(ApiKey).where(ApiKey.user_id == user_id))
     return user, list(keys)
-
-
-async def count_rows(session: AsyncSession, kind: Kind, subject: Subject) -> int:
-    """For tests and the benchmark: how many of the subject's rows of `kind` are stored."""
-    condition = kind.condition(subject)
-    if condition is None:
-        return 0
-    return int(
-        await session.scalar(select(func.count()).select_from(kind.table).where(condition)) or 0
-    )
