@@ -15,7 +15,7 @@ PIP_VERSION := $(shell sed -n 's/^pip==\([^ ]*\).*/\1/p' $(LOCK))
 COMPILE = $(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
 	--generate-hashes --quiet --output-file $(LOCK)
 
-.PHONY: install serve test lint format lock upgrade bench bench-deps clean
+.PHONY: install browser serve test lint format lock upgrade bench bench-deps clean
 
 install: $(STAMP)
 
@@ -44,8 +44,13 @@ upgrade: install
 serve: install
 	$(BIN)/aiservice serve $(ARGS)
 
+# Debian's chromium and chromium-driver, which the browser tests (tests/browser) drive: installed
+# by scripts/ensure-chromium.sh when missing (needs root; instant, no apt, when present).
+browser:
+	sh scripts/ensure-chromium.sh
+
 # The linters first: CI runs `make test`, so it holds the style too.
-test: install
+test: install browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest $(ARGS)
