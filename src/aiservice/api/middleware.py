@@ -32,6 +32,7 @@ METERED_ROUTES = frozenset(
         ("POST", "/v1/chat/completions"),
         ("POST", "/v1/completions"),
         ("POST", "/v1/embeddings"),
+        ("POST", "/v1/moderations"),  # the classifier: priced 0, but counted in usage
         ("POST", "/api/ai/chat/completions"),
         ("POST", "/v1/responses"),
     }

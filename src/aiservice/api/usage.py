@@ -1,4 +1,5 @@
-"""`GET /v1/usage`: the usage ledger's totals, grouped by day, model, key, user or metadata."""
+"""`GET /v1/usage`: the usage ledger's totals, grouped by day, model, key, user, route,
+endpoint or metadata."""
 
 from __future__ import annotations
 

@@ -40,8 +40,8 @@ def usage_command(
         list[str] | None,
         typer.Option(
             metavar="GROUP",
-            help="Group by day, model, key, user, route or metadata.<key>; repeat the option "
-            "or separate with commas.",
+            help="Group by day, model, key, user, route, endpoint or metadata.<key>; repeat "
+            "the option or separate with commas.",
         ),
     ] = None,
     user: Annotated[

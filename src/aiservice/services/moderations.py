@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiservice.errors import InvalidRequest, ModelNotFound, UpstreamRefused
+from aiservice.metering.meter import Meter, current_meter
 from aiservice.moderation.categories import CATEGORIES, Verdict
 from aiservice.moderation.local import LocalModerator
 from aiservice.moderation.upstream import UpstreamModerator
 from aiservice.services.moderation_request import DEFAULT_MODEL, ModerationRequest
 from aiservice.settings import ModerationConfig
+from aiservice.tokens import estimate_tokens
 
 # The names OpenAI's moderation models go by; each is answered by the classifier in use.
 MODERATION_MODELS = frozenset(
@@ -60,10 +62,18 @@ class ModerationService:
             await self._upstream.close()
 
     async def create(self, request: ModerationRequest) -> dict[str, Any]:
-        """The `CreateModerationResponse` of one request."""
+        """The `CreateModerationResponse` of one request, metered on the current meter (the
+        route's, a batch line's): the name asked for, the classifier that answered, and the
+        texts' tokens as estimated (no classifier reports any); priced at 0 unless the
+        classifier's name is given a price."""
         name = request.model or DEFAULT_MODEL
+        meter = current_meter()
+        if meter is not None:
+            meter.model_requested = name
         if self._upstream is not None:
-            return await self._upstream.moderate(request.wire_input(), name)
+            answer = await self._upstream.moderate(request.wire_input(), name)
+            self._metered(meter, request)
+            return answer
         if name not in MODERATION_MODELS and name != self._local.name:
             raise ModelNotFound(name)
         images = request.images()
@@ -75,11 +85,18 @@ class ModerationService:
                 code="unsupported_input",
             )
         scored = await self.classify(request.texts())
+        self._metered(meter, request)
         return {
             "id": "modr-" + secrets.token_hex(12),
             "model": scored.model,
             "results": [verdict.result_fields() for verdict in scored.verdicts],
         }
+
+    def _metered(self, meter: Meter | None, request: ModerationRequest) -> None:
+        if meter is not None:
+            # The configured classifier's name, not the upstream's answer: a bounded set.
+            meter.model_served = self.model
+            meter.input_tokens = estimate_tokens(sum(len(text) for text in request.texts()))
 
     def check_model(self, name: str, param: str) -> None:
         """Refuse a moderation model name the embedded classifier does not answer to (an

@@ -6,12 +6,42 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, insert, select
+from sqlalchemy import ColumnElement, String, case, func, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiservice.store.database import Database
 from aiservice.store.tables import UsageRecord
+
+# The `endpoint` group: a short name per route. Background responses and document analyses
+# are metered under /v1/responses, so they are "responses"; a batch's lines (whatever their
+# endpoint) under /v1/batches (services.batch_line_run.BATCH_ROUTE). Any other route is its own.
+ENDPOINT_NAMES: dict[str, str] = {
+    "/v1/chat/completions": "chat",
+    "/api/ai/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/responses": "responses",
+    "/v1/batches": "batch",
+    "/v1/moderations": "moderations",
+    "/v1/embeddings": "embeddings",
+}
+# The e-mail features' routes (api.email_routes.EMAIL_PREFIX): "email.<last segment>".
+EMAIL_ROUTE_PREFIX = "/api/ai/email/"
+EMAIL_ENDPOINT_PREFIX = "email."
+
+
+def _endpoint_column() -> ColumnElement[str]:
+    """The endpoint's name, computed in SQL from the route (SQLite and PostgreSQL alike)."""
+    route = UsageRecord.route
+    email_feature = literal(EMAIL_ENDPOINT_PREFIX, String) + func.substr(
+        route, len(EMAIL_ROUTE_PREFIX) + 1
+    )
+    return case(
+        *[(route == path, literal(name, String)) for path, name in ENDPOINT_NAMES.items()],
+        (route.like(EMAIL_ROUTE_PREFIX + "%"), email_feature),  # no wildcard in the prefix
+        else_=route,
+    )
+
 
 # group_by names and the column each groups on; "metadata.<key>" is handled apart.
 GROUP_COLUMNS: dict[str, Any] = {
@@ -20,6 +50,7 @@ GROUP_COLUMNS: dict[str, Any] = {
     "key": UsageRecord.key_id,
     "user": UsageRecord.owner,
     "route": UsageRecord.route,
+    "endpoint": _endpoint_column(),
 }
 METADATA_PREFIX = "metadata."
 
@@ -91,6 +122,17 @@ class UsageStore:
         )
         async with self._sessions() as session:
             return float(await session.scalar(statement) or 0.0)
+
+    async def for_request(self, request_id: str) -> UsageRecord | None:
+        """The usage record of one request (the first, should a job have written several)."""
+        statement = (
+            select(UsageRecord)
+            .where(UsageRecord.request_id == request_id)
+            .order_by(UsageRecord.seq)
+            .limit(1)
+        )
+        async with self._sessions() as session:
+            return await session.scalar(statement)
 
     async def records(self, query: UsageQuery, limit: int = 1000) -> list[UsageRecord]:
         """The records themselves, oldest first (tests and exports)."""
