@@ -30,6 +30,7 @@ from aiservice.api import (
     stored_completions,
     usage,
 )
+from aiservice.api.dashboard.routes import include_dashboard
 from aiservice.api.error_handlers import install_error_handlers
 from aiservice.api.hot_routes import HotRoutes, hot_routes
 from aiservice.api.middleware import (
@@ -94,17 +95,14 @@ def create_app(
             await runtime.close()
 
     app = FastAPI(
-        title="aiservice",
-        version="0.1.0",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
+        title="aiservice", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
     )
     app.state.services = services
     app.state.settings = settings
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    include_dashboard(app)
     if settings.metrics_enabled:
         app.include_router(metrics.router)
     # Innermost: the model routes skip FastAPI's router, inside the two below.

@@ -106,6 +106,14 @@ class ModelNotFound(NotFound):
         )
 
 
+class PermissionDenied(AIServiceError):
+    """Known caller, refused action: a form without its CSRF token, a user at an admin's (403)."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    default_code = "permission_denied"
+
+
 class MethodNotAllowed(AIServiceError):
     status_code = 405
     error_type = "invalid_request_error"

@@ -378,6 +378,10 @@ class Settings(BaseSettings):
     privacy_subject_keys: list[str] = Field(default_factory=lambda: ["user_id"], min_length=1)
     # Rows an erasure deletes (or pseudonymises) per transaction: short locks on PostgreSQL.
     privacy_erase_batch: int = Field(default=500, ge=1, le=10_000)
+    # The dashboard (/dashboard): a signed-in browser is signed out after this long without a
+    # page, and after dashboard_session_max_s whatever it does.
+    dashboard_idle_timeout_s: float = Field(default=1800, ge=60)
+    dashboard_session_max_s: float = Field(default=12 * 3600, ge=60)
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
     moderation: ModerationConfig = Field(default_factory=ModerationConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)

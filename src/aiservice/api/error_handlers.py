@@ -10,15 +10,17 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aiservice.api.dashboard.render import error_page
 from aiservice.errors import AIServiceError, http_error, validation_error
 from aiservice.metering.meter import current_meter
 from aiservice.services.seed_format import error_result
 
 log = logging.getLogger(__name__)
 
+DASHBOARD_PREFIX = "/dashboard"  # the web pages: errors as pages
 SEED_PREFIX = "/api/ai"  # the e-mail manager's routes (seed 000): errors in its own shape
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="aiservice"'}
 
@@ -60,20 +62,28 @@ def handler_for(exc: Exception) -> ErrorHandler | None:
     return None
 
 
-async def _on_service_error(request: Request, exc: AIServiceError) -> JSONResponse:
-    return error_response(exc, request.url.path)
+def _answer(request: Request, error: AIServiceError) -> Response:
+    path = request.url.path
+    if path == DASHBOARD_PREFIX or path.startswith(DASHBOARD_PREFIX + "/"):
+        return error_page(request, error)  # a page for a person, not JSON for a client
+    return error_response(error, path)
 
 
-async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return error_response(validation_error(exc.errors()), request.url.path)
+async def _on_service_error(request: Request, exc: AIServiceError) -> Response:
+    return _answer(request, exc)
 
 
-async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    error = http_error(exc.status_code, str(exc.detail), request.method, request.url.path)
-    return error_response(error, request.url.path)
+async def _on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+    return _answer(request, validation_error(exc.errors()))
 
 
-ErrorHandler = Callable[[Request, Any], Awaitable[JSONResponse]]
+async def _on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    return _answer(
+        request, http_error(exc.status_code, str(exc.detail), request.method, request.url.path)
+    )
+
+
+ErrorHandler = Callable[[Request, Any], Awaitable[Response]]
 _HANDLERS: dict[type[Exception], ErrorHandler] = {
     AIServiceError: _on_service_error,
     RequestValidationError: _on_validation_error,

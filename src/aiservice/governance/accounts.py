@@ -265,8 +265,12 @@ class Accounts:
     async def principal_for_key(self, secret: str) -> Principal | None:
         """The key's owner, looked up on every request so that a revocation counts at once;
         an expired key is refused with its own code, so that its holder knows to renew it."""
+        return await self.principal_for_key_hash(key_digest(secret))
+
+    async def principal_for_key_hash(self, key_hash: str) -> Principal | None:
+        """principal_for_key, from the key's digest (a dashboard session keeps only that)."""
         now = int(time.time())
-        found = await self._store.active_key(key_digest(secret), now)
+        found = await self._store.active_key(key_hash, now)
         if found is None:
             return None
         if found.expires_at is not None and found.expires_at <= now:
@@ -287,6 +291,12 @@ class Accounts:
             zero_retention=found.zero_retention,
         )
 
+    async def principal_for_user_id(self, user_id: str) -> Principal | None:
+        """The enabled user with this id, as a password sign-in makes them (a dashboard
+        session, after its password was checked once)."""
+        user = await self._store.user_by_id(user_id)
+        return None if user is None or user.disabled else _user_principal(user)
+
     async def principal_for_password(self, email: str, password: str) -> Principal | None:
         user = await self._store.user_by_email(email.strip().lower())
         if user is None or user.disabled:
@@ -301,14 +311,18 @@ class Accounts:
             if len(self._verified) > 10_000:
                 self._verified.clear()
             self._verified[remembered] = time.monotonic() + _VERIFIED_TTL_S
-        return Principal(
-            owner=user.id,
-            is_admin=user.is_admin,
-            email=user.email,
-            user_limits=user.rate_limits,
-            user_safety=user.safety,
-            zero_retention=user.zero_retention,
-        )
+        return _user_principal(user)
+
+
+def _user_principal(user: User) -> Principal:
+    return Principal(
+        owner=user.id,
+        is_admin=user.is_admin,
+        email=user.email,
+        user_limits=user.rate_limits,
+        user_safety=user.safety,
+        zero_retention=user.zero_retention,
+    )
 
 
 def user_view(user: User) -> dict[str, Any]:

@@ -27,6 +27,10 @@ class MasterKey:
     def matches(self, presented: str) -> bool:
         return hmac.compare_digest(_digest(presented), self._digest)
 
+    def matches_digest(self, hex_digest: str | None) -> bool:
+        """Whether a key whose SHA-256 (hex) is `hex_digest` is the master key."""
+        return hex_digest is not None and hmac.compare_digest(hex_digest, self._digest.hex())
+
 
 def bootstrap_master_key(settings: Settings) -> tuple[MasterKey, str | None]:
     """Return the master key checker, and the new key's text if one was just generated."""

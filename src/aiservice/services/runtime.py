@@ -22,6 +22,7 @@ from aiservice.governance.accounts import Accounts
 from aiservice.governance.admission import RequestAdmission
 from aiservice.governance.audit import AuditLog
 from aiservice.governance.budgets import Budgets, build_budgets
+from aiservice.governance.dashboard_sessions import DashboardSessions
 from aiservice.governance.login_throttle import LoginThrottle
 from aiservice.governance.master_key import MasterKey, bootstrap_master_key
 from aiservice.governance.rate_limits import RateLimiter
@@ -57,6 +58,7 @@ from aiservice.store.audit import AuditStore
 from aiservice.store.batches import BatchStore
 from aiservice.store.completions import CompletionStore
 from aiservice.store.conversations import ConversationStore
+from aiservice.store.dashboard_sessions import DashboardSessionStore
 from aiservice.store.database import Database, database_url
 from aiservice.store.files import FileStore
 from aiservice.store.migrate import upgrade_database
@@ -93,6 +95,7 @@ class AppServices:
     budgets: Budgets = field(init=False)  # built on the ledger, below
     audit: AuditLog = field(init=False)
     erasures: PrivacyErasures = field(init=False)
+    dashboard_sessions: DashboardSessions = field(init=False)
     master_key: MasterKey | None = None  # set in the lifespan
     tracing: RequestTracing | None = None  # with OTEL_EXPORTER_OTLP_ENDPOINT
 
@@ -147,12 +150,24 @@ def build_services(settings: Settings) -> AppServices:
     services.budgets = build_budgets(settings, database, services.ledger, audit)
     services.audit = audit
     services.erasures = build_erasures(settings, database, services.audit)
+    services.dashboard_sessions = _dashboard_sessions(settings, services)
     if settings.metrics_enabled:
         services.ledger.on_record.append(services.metrics.observe_record)
     services.tracing = tracing_from_environment()
     if services.tracing is not None:
         services.ledger.on_record.append(services.tracing.observe_record)
     return services
+
+
+def _dashboard_sessions(settings: Settings, services: AppServices) -> DashboardSessions:
+    return DashboardSessions(
+        DashboardSessionStore(services.database),
+        services.accounts,
+        services.login_throttle,
+        lambda: services.master_key,  # set in the lifespan, after this is built
+        idle_timeout_s=settings.dashboard_idle_timeout_s,
+        max_age_s=settings.dashboard_session_max_s,
+    )
 
 
 def _ledger(settings: Settings, usage: UsageStore) -> UsageLedger:

@@ -8,6 +8,7 @@ from typing import Any
 from openai.types.chat import ChatCompletion
 
 from aiservice.errors import InvalidRequest, NotFound
+from aiservice.metering.meter import current_meter
 from aiservice.services.chat_request import ChatCompletionRequest
 from aiservice.services.queries import CompletionFilter, MetadataUpdate, Page
 from aiservice.store.completions import CompletionStore, NewCompletion, UnknownCursor
@@ -27,6 +28,7 @@ class StoredCompletions:
         self, owner: str, request: ChatCompletionRequest, completion: ChatCompletion
     ) -> None:
         usage = completion.usage
+        meter = current_meter()  # the request's: who asked, under which request id
         await self._store.insert(
             NewCompletion(
                 id=completion.id,
@@ -39,6 +41,8 @@ class StoredCompletions:
                 metadata=request.metadata or {},
                 prompt_tokens=usage.prompt_tokens if usage else 0,
                 completion_tokens=usage.completion_tokens if usage else 0,
+                key_id=meter.key_id if meter else None,
+                request_id=meter.request_id if meter else None,
             )
         )
 

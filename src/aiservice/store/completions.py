@@ -42,6 +42,8 @@ class NewCompletion:
     metadata: dict[str, str]
     prompt_tokens: int
     completion_tokens: int
+    key_id: str | None = None  # the API key it was made with (None: a password or the master key)
+    request_id: str | None = None  # the request's id, as its usage record has it
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,8 @@ class CompletionStore:
                     metadata_=completion.metadata,
                     prompt_tokens=completion.prompt_tokens,
                     completion_tokens=completion.completion_tokens,
+                    key_id=completion.key_id,
+                    request_id=completion.request_id,
                 )
                 .returning(StoredCompletion.seq)
             )

@@ -46,11 +46,18 @@ class StoredCompletion(Base):
     metadata_: Mapped[dict[str, str]] = mapped_column("metadata", Document)
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     completion_tokens: Mapped[int] = mapped_column(Integer)
+    # Who asked (None before migration 0013): the dashboard filters by key and finds the
+    # request's usage record (latency, cost) by its request id.
+    key_id: Mapped[str | None] = mapped_column(String(40))
+    request_id: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (
         Index("ix_chat_completions_owner_seq", "owner", "seq"),
         Index("ix_chat_completions_owner_model_seq", "owner", "model", "seq"),
         Index("ix_chat_completions_expires_at", "expires_at"),
+        # An admin's request log: everyone's rows, by model or by key.
+        Index("ix_chat_completions_model_seq", "model", "seq"),
+        Index("ix_chat_completions_key_seq", "key_id", "seq"),
     )
 
 
@@ -68,6 +75,8 @@ class CompletionMetadata(Base):
 
     __table_args__ = (
         Index("ix_chat_completion_metadata_lookup", "owner", "key", "value", "completion_seq"),
+        # An admin's metadata filter, over every owner.
+        Index("ix_chat_completion_metadata_any_owner", "key", "value", "completion_seq"),
     )
 
 
@@ -150,6 +159,10 @@ class StoredResponse(Base):
     __table_args__ = (
         Index("ix_responses_status_seq", "status", "seq"),
         Index("ix_responses_expires_at", "expires_at"),
+        # The dashboard's request log: a user's, a key's, a model's.
+        Index("ix_responses_owner_seq", "owner", "seq"),
+        Index("ix_responses_key_seq", "key_id", "seq"),
+        Index("ix_responses_model_seq", "model", "seq"),
     )
 
 
@@ -252,6 +265,7 @@ class UsageRecord(Base):
         Index("ix_usage_records_owner_created_at", "owner", "created_at"),
         Index("ix_usage_records_key_created_at", "key_id", "created_at"),
         Index("ix_usage_records_record_id", "record_id", unique=True),
+        Index("ix_usage_records_request_id", "request_id"),
         Index("ix_usage_records_end_user", "end_user"),
     )
 
@@ -488,3 +502,21 @@ class PrivacyErasure(Base):
         Index("ix_privacy_erasures_status_seq", "status", "seq"),
         Index("ix_privacy_erasures_subject_digest", "subject_digest"),
     )
+
+
+class DashboardSession(Base):
+    """A browser signed in to the dashboard. The cookie holds the token; only its hash is
+    kept. Who it is is looked up again on every page (a revoked key or a disabled user ends
+    the session at once): by the key's hash for an API-key sign-in, by the user's id for an
+    e-mail and password one, neither for the master key."""
+
+    __tablename__ = "dashboard_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "key", "password" or "master"
+    user_id: Mapped[str | None] = mapped_column(String(40))
+    key_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)  # unix seconds
+    last_seen_at: Mapped[float] = mapped_column(Float)  # idle expiry counts from here
+
+    __table_args__ = (Index("ix_dashboard_sessions_last_seen_at", "last_seen_at"),)

@@ -1,0 +1,274 @@
+"""The dashboard's request log: stored chat completions and responses, newest first, one
+page at a time. Each table is paged by its own insertion order (`seq`, which its indexes
+already hold in order), and the two pages are merged by creation time: the cursor keeps one
+position per table, so no row is shown twice or skipped, and nothing is ever counted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from aiservice.store.database import Database
+from aiservice.store.tables import CompletionMetadata, StoredCompletion, StoredResponse
+
+COMPLETION, RESPONSE = "chat.completion", "response"
+# A stored chat completion is written once it has finished: this is its status in the log.
+COMPLETED = "completed"
+# A metadata filter of several pairs is driven by its rarest pair, counted up to this many.
+_PROBE_CAP = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class LogCursor:
+    """Where each table's next page starts: below these seqs (None: from the newest; 0: that
+    table has nothing more)."""
+
+    completion_seq: int | None = None
+    response_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    """Which rows: every filter given must match."""
+
+    owner: str | None  # None: everyone's (an admin's log)
+    key_id: str | None = None
+    model: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    since: int | None = None  # unix seconds, inclusive
+    until: int | None = None  # unix seconds, exclusive
+    status: str | None = None
+    kind: str | None = None  # COMPLETION, RESPONSE or None (both)
+    cursor: LogCursor = LogCursor()
+    limit: int = 25
+
+
+@dataclass(frozen=True, slots=True)
+class LogRow:
+    kind: str
+    seq: int
+    id: str
+    owner: str
+    key_id: str | None
+    model: str
+    created_at: int
+    status: str
+    input_tokens: int
+    output_tokens: int
+    metadata: dict[str, str]
+    background: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    rows: list[LogRow]
+    next: LogCursor | None  # None: this was the last page
+
+
+class RequestLogStore:
+    def __init__(self, database: Database):
+        self._sessions = database.sessions
+
+    async def page(self, query: LogQuery) -> LogPage:
+        async with self._sessions() as session:
+            completions = await _completions(session, query)
+            responses = await _responses(session, query)
+        merged = sorted(
+            completions + responses, key=lambda row: (row.created_at, row.seq), reverse=True
+        )
+        shown = merged[: query.limit]
+        cursor = LogCursor(
+            _next_position(completions, shown, query.cursor.completion_seq, query.limit),
+            _next_position(responses, shown, query.cursor.response_seq, query.limit),
+        )
+        more = len(merged) > len(shown)
+        return LogPage(shown, cursor if more else None)
+
+    async def completion(self, completion_id: str, owner: str | None) -> StoredCompletion | None:
+        statement = select(StoredCompletion).where(StoredCompletion.id == completion_id)
+        if owner is not None:
+            statement = statement.where(StoredCompletion.owner == owner)
+        async with self._sessions() as session:
+            return await session.scalar(statement)
+
+    async def response(self, response_id: str, owner: str | None) -> StoredResponse | None:
+        statement = select(StoredResponse).where(StoredResponse.id == response_id)
+        if owner is not None:
+            statement = statement.where(StoredResponse.owner == owner)
+        async with self._sessions() as session:
+            return await session.scalar(statement)
+
+
+def _next_position(rows: list[LogRow], shown: list[LogRow], before: int | None, limit: int) -> int:
+    """The table's next start: below its last row shown; 0 once all its rows were shown."""
+    kind_shown = [row.seq for row in shown if rows and row.kind == rows[0].kind]
+    if len(kind_shown) == len(rows) and len(rows) <= limit:
+        return 0  # nothing of this table is left past what was shown
+    if kind_shown:
+        return min(kind_shown)
+    return before if before is not None else rows[0].seq + 1
+
+
+async def _completions(session: AsyncSession, query: LogQuery) -> list[LogRow]:
+    position = query.cursor.completion_seq
+    if query.kind == RESPONSE or position == 0:
+        return []
+    if query.status is not None and query.status != COMPLETED:
+        return []
+    table = StoredCompletion
+    statement = select(
+        table.seq,
+        table.id,
+        table.owner,
+        table.key_id,
+        table.model,
+        table.created_at,
+        table.metadata_,
+        table.prompt_tokens,
+        table.completion_tokens,
+    )
+    order: Any = table.seq
+    pairs = list(query.metadata)
+    if len(pairs) > 1:
+        pairs = await _rarest_first(session, query.owner, pairs)
+        if not pairs:
+            return []
+    if pairs:
+        statement, order = _with_metadata(statement, query.owner, pairs)
+    conditions = _common(table, query)
+    if position is not None:
+        conditions.append(order < position)
+    statement = statement.where(*conditions).order_by(order.desc()).limit(query.limit + 1)
+    result = await session.execute(statement)
+    return [
+        LogRow(
+            COMPLETION,
+            row.seq,
+            row.id,
+            row.owner,
+            row.key_id,
+            row.model,
+            row.created_at,
+            COMPLETED,
+            row.prompt_tokens,
+            row.completion_tokens,
+            row.metadata_ or {},
+        )
+        for row in result
+    ]
+
+
+async def _responses(session: AsyncSession, query: LogQuery) -> list[LogRow]:
+    position = query.cursor.response_seq
+    if query.kind == COMPLETION or position == 0:
+        return []
+    table = StoredResponse
+    metadata = table.response["metadata"]
+    statement = select(
+        table.seq,
+        table.id,
+        table.owner,
+        table.key_id,
+        table.model,
+        table.created_at,
+        table.status,
+        table.background,
+        table.input_tokens,
+        table.output_tokens,
+        metadata.label("metadata"),
+    )
+    conditions = _common(table, query)
+    conditions += [metadata[key].as_string() == value for key, value in query.metadata]
+    if query.status is not None:
+        conditions.append(table.status == query.status)
+    if position is not None:
+        conditions.append(table.seq < position)
+    statement = statement.where(*conditions).order_by(table.seq.desc()).limit(query.limit + 1)
+    result = await session.execute(statement)
+    return [
+        LogRow(
+            RESPONSE,
+            row.seq,
+            row.id,
+            row.owner,
+            row.key_id,
+            row.model,
+            row.created_at,
+            row.status,
+            row.input_tokens,
+            row.output_tokens,
+            row.metadata if isinstance(row.metadata, dict) else {},
+            row.background,
+        )
+        for row in result
+    ]
+
+
+def _common(table: Any, query: LogQuery) -> list[Any]:
+    conditions: list[Any] = []
+    if query.owner is not None:
+        conditions.append(table.owner == query.owner)
+    if query.key_id is not None:
+        conditions.append(table.key_id == query.key_id)
+    if query.model is not None:
+        conditions.append(table.model == query.model)
+    if query.since is not None:
+        conditions.append(table.created_at >= query.since)
+    if query.until is not None:
+        conditions.append(table.created_at < query.until)
+    return conditions
+
+
+def _metadata_match(row: Any, owner: str | None, key: str, value: str) -> list[Any]:
+    match = [row.key == key, row.value == value]
+    return [*match, row.owner == owner] if owner is not None else match
+
+
+def _with_metadata(
+    statement: Select[Any], owner: str | None, pairs: list[tuple[str, str]]
+) -> tuple[Select[Any], Any]:
+    """Driven by the first (rarest) pair's index, which comes out in seq order; the other
+    pairs probed per row."""
+    driver = aliased(CompletionMetadata)
+    (key, value), others = pairs[0], pairs[1:]
+    statement = statement.join(
+        driver,
+        and_(
+            driver.completion_seq == StoredCompletion.seq,
+            *_metadata_match(driver, owner, key, value),
+        ),
+    )
+    for key, value in others:
+        other = aliased(CompletionMetadata)
+        statement = statement.where(
+            exists().where(
+                other.completion_seq == driver.completion_seq,
+                *_metadata_match(other, owner, key, value),
+            )
+        )
+    return statement, driver.completion_seq
+
+
+async def _rarest_first(
+    session: AsyncSession, owner: str | None, pairs: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The pairs, fewest rows first (counted up to _PROBE_CAP); empty when one has none."""
+    counts = [
+        select(func.count())
+        .select_from(
+            select(CompletionMetadata.completion_seq)
+            .where(*_metadata_match(CompletionMetadata, owner, key, value))
+            .limit(_PROBE_CAP)
+            .subquery()
+        )
+        .scalar_subquery()
+        for key, value in pairs
+    ]
+    found = (await session.execute(select(*counts))).one()
+    if min(found) == 0:
+        return []
+    return [pairs[index] for index in sorted(range(len(pairs)), key=lambda i: found[i])]
