@@ -18,6 +18,7 @@ from aiservice.governance.master_key import MasterKey
 from aiservice.store.accounts import AccountStore
 from aiservice.store.dashboard_sessions import DashboardSessionStore
 from aiservice.store.database import Database
+from aiservice.store.subject_rows import delete_account
 from aiservice.store.tables import DashboardSession
 
 IDLE_S, MAX_S = 600.0, 3600.0
@@ -119,3 +120,19 @@ async def test_a_disabled_user_a_revoked_key_and_a_new_master_key_end_sessions(
         assert await sessions.viewer(by_password) is None
         restarted, _ = _sessions(database, master="sk-another-master")
         assert await restarted.viewer(as_master) is None
+
+
+async def test_erasing_an_account_deletes_its_signed_in_sessions(store_url: str) -> None:
+    async with _opened(store_url) as database:
+        sessions, accounts = _sessions(database)
+        user = await accounts.add_user("hal@example.com", "password-1234")
+        other = await accounts.add_user("ida@example.com", "password-1234")
+        created = await accounts.create_key("hal@example.com")
+        await sessions.sign_in_with_key(created.secret, "a")
+        await sessions.sign_in_with_password("hal@example.com", "password-1234", "a")
+        kept = await sessions.sign_in_with_password("ida@example.com", "password-1234", "a")
+        async with database.sessions.begin() as session:
+            counts = await delete_account(session, user.id)
+        assert counts["dashboard_session"] == 2
+        assert [row.user_id for row in await _rows(database)] == [other.id]
+        assert await sessions.viewer(kept) is not None

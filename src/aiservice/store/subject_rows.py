@@ -41,6 +41,7 @@ from aiservice.store.tables import (
     CompletionMetadata,
     Conversation,
     ConversationItem,
+    DashboardSession,
     DocumentAnalysis,
     FileChunk,
     StoredBatch,
@@ -261,6 +262,12 @@ async def delete_account(session: AsyncSession, user_id: str) -> dict[str, int]:
         "budget": (await session.execute(delete(Budget).where(budgets))).rowcount,
         "api_key": (
             await session.execute(delete(ApiKey).where(ApiKey.user_id == user_id))
+        ).rowcount,
+        # Signed-in browsers of the account (their tokens are hashes; the user id is not).
+        "dashboard_session": (
+            await session.execute(
+                delete(DashboardSession).where(DashboardSession.user_id == user_id)
+            )
         ).rowcount,
         "user": (await session.execute(delete(User).where(User.id == user_id))).rowcount,
     }

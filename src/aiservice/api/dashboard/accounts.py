@@ -88,10 +88,13 @@ async def _keys_page(
     found = await services.accounts.keys(None if principal.is_admin else principal.email)
     reports = UsageReports(services.usage, services.ledger)
     day = await reports.totals(principal, since=str(time.time() - 86400), group_by=["key"])
+    # The limiter's own counts (admitted, refused, queued), shared through Redis when set.
+    limited = {stats["subject"]: stats for stats in await services.admission.stats()}
     context = {
         "viewer": signed_in,
         "keys": [key_view(key, user) for key, user in found],
         "day_usage": {row["key"]: row for row in day},
+        "limiter": limited,
         "created": created,
         "limit_fields": LIMIT_FIELDS,
         "now": time.time(),
