@@ -236,6 +236,22 @@ def test_a_429_then_success_is_one_retry(http, upstream):
         assert delta(before, after, "aiservice_upstream_attempts_total", **labels) == 1, outcome
 
 
+def test_an_upstream_refusal_is_one_attempt_without_retry_or_breaker_mark(http, upstream):
+    circuit = {"upstream": f"{upstream.base_url}#up"}
+    for status, client_status in ((400, 400), (401, 502), (403, 502)):
+        upstream.add_fault(Fault(status=status, times=1))
+        before = scrape(http)
+        answer = http.post(CHAT, json=chat())
+        assert answer.status_code == client_status, answer.text
+        after = wait_for_delta(
+            http, before, 1, DURATION, route=CHAT, model="up", status=str(client_status)
+        )
+        labels = {"model": "up", "upstream": upstream.base_url, "outcome": f"HTTP {status}"}
+        assert delta(before, after, "aiservice_upstream_attempts_total", **labels) == 1
+        assert delta(before, after, "aiservice_upstream_retries_total", model="up") == 0
+        assert value(after, "aiservice_circuit_breaker_state", **circuit) == 0  # closed
+
+
 def test_the_breaker_state_shows_an_open_circuit(http, upstream):
     circuit = {"upstream": f"{upstream.base_url}#up-breaker"}
     gauge = "aiservice_circuit_breaker_state"

@@ -265,7 +265,12 @@ class UpstreamGeneration(PreparedGeneration):
         try:
             response = await self._client.post(self._endpoint, self._body)
             if response.status_code >= 400:
-                raise _refusal(response, await response.read(), self.model)
+                refusal = _refusal(response, await response.read(), self.model)
+                if not isinstance(refusal, _Transient):
+                    # Refused for good (the request, or our credentials): one attempt in the
+                    # metrics and logs, not retried, and no mark against the upstream's health.
+                    self._record(started, f"HTTP {response.status_code}")
+                raise refusal
             if not self._body.get("stream", True):
                 # A non-streamed answer, read whole: one chunk for the decoder, nothing after.
                 whole = _json_object(await response.read())

@@ -111,7 +111,10 @@ class UpstreamEmbedder(EmbeddingProvider):
             reply = await client.post(client.url(PATH), body)
             content = await reply.read()
             if reply.status_code >= 400:
-                raise _refusal(reply, content, self.model_id)
+                refusal = _refusal(reply, content, self.model_id)
+                if not isinstance(refusal, _Transient):  # refused for good: one attempt
+                    self._record(call, started, f"HTTP {reply.status_code}")
+                raise refusal
             answer = _parsed(content, len(call.inputs))
         except (_Transient, TransportFailure) as exc:
             self._record(call, started, exc.reason)
