@@ -44,6 +44,8 @@ class Principal:
     user_safety: dict[str, Any] | None = None
     # Zero data retention (the key's or the user's): store nothing but usage counts.
     zero_retention: bool = False
+    # The ids of the key's and the user's budgets, as the database has them now.
+    budget_ids: tuple[str, ...] = ()
 
 
 MASTER = Principal(owner="admin", is_admin=True)
@@ -289,6 +291,7 @@ class Accounts:
             key_safety=found.key_safety,
             user_safety=found.user_safety,
             zero_retention=found.zero_retention,
+            budget_ids=found.budget_ids,
         )
 
     async def principal_for_user_id(self, user_id: str) -> Principal | None:

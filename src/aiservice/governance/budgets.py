@@ -77,6 +77,8 @@ class Budgets:
     async def check(self, principal: Principal) -> None:
         """Raise BudgetExceeded if a (non-soft) budget of the caller's user or key is spent."""
         await self._fresh()
+        if principal.budget_ids and not self._knows(principal):
+            await self._reload()  # made elsewhere since the last reload (the CLI, say)
         for subject in (("user", principal.owner), ("key", principal.key_id or "")):
             budget = self._by_subject.get(subject)
             if budget is None or budget.soft:
@@ -85,6 +87,15 @@ class Budgets:
             spent = await self.spend.spent(budget, now)
             if reached(spent, budget.amount_usd):
                 raise _exceeded(budget, spent, principal, now)
+
+    def _knows(self, principal: Principal) -> bool:
+        """Whether every budget the key lookup found for the caller is in this process's list."""
+        known = {
+            budget.id
+            for subject in (("user", principal.owner), ("key", principal.key_id or ""))
+            if (budget := self._by_subject.get(subject)) is not None
+        }
+        return all(budget_id in known for budget_id in principal.budget_ids)
 
     async def _fresh(self) -> None:
         if self._loaded_at is None:

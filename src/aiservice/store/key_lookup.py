@@ -17,12 +17,19 @@ from typing import Any, NamedTuple
 
 import aiosqlite
 import asyncpg
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import and_, bindparam, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.dialects.sqlite import aiosqlite as sqlite_aiosqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import aliased
 
-from aiservice.store.tables import ApiKey, User
+from aiservice.store.tables import ApiKey, Budget, User
+
+# The key's and its user's budgets, if any (one each at most: unique by subject): a budget
+# made by another process (the CLI) is enforced from the key's first request, not from this
+# process's next reload of the budget list.
+# (The scopes are literals: the statement's only parameters are the key hash and the time.)
+_KEY_BUDGET, _USER_BUDGET = aliased(Budget), aliased(Budget)
 
 # Written once, with the tables' own columns; compiled below to each driver's SQL text.
 _ACTIVE_KEY = (
@@ -38,8 +45,18 @@ _ACTIVE_KEY = (
         ApiKey.expires_at,
         ApiKey.zero_retention,
         User.zero_retention,
+        _KEY_BUDGET.id,
+        _USER_BUDGET.id,
     )
     .join(User, User.id == ApiKey.user_id)
+    .outerjoin(
+        _KEY_BUDGET,
+        and_(_KEY_BUDGET.scope == literal_column("'key'"), _KEY_BUDGET.subject_id == ApiKey.id),
+    )
+    .outerjoin(
+        _USER_BUDGET,
+        and_(_USER_BUDGET.scope == literal_column("'user'"), _USER_BUDGET.subject_id == User.id),
+    )
     .where(
         ApiKey.key_hash == bindparam("key_hash"),
         # A rotated key is revoked at the end of its grace: a time to come, until it is past.
@@ -63,6 +80,7 @@ class ActiveKey(NamedTuple):
     user_safety: dict[str, Any] | None
     expires_at: int | None = None  # unix seconds; None: never
     zero_retention: bool = False  # the key's or its user's
+    budget_ids: tuple[str, ...] = ()  # the key's and its user's budgets
 
 
 class KeyLookup:
@@ -93,7 +111,7 @@ class KeyLookup:
         if row is None:
             return None
         (key_id, key_limits, key_safety, user_id, is_admin, email, user_limits, user_safety,
-         expires_at, key_zero, user_zero) = row  # fmt: skip
+         expires_at, key_zero, user_zero, key_budget, user_budget) = row  # fmt: skip
         return ActiveKey(
             key_id=key_id,
             key_limits=_json(key_limits),
@@ -105,6 +123,7 @@ class KeyLookup:
             user_safety=_json(user_safety),
             expires_at=expires_at,
             zero_retention=bool(key_zero) or bool(user_zero),
+            budget_ids=tuple(b for b in (key_budget, user_budget) if b is not None),
         )
 
     async def close(self) -> None:
