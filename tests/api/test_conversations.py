@@ -727,6 +727,40 @@ def test_sdk_creates_a_response_in_a_conversation(client: OpenAI):
     assert items[1].content[0].text == response.output_text
 
 
+def test_background_turns_of_one_conversation_run_one_after_the_other(client: OpenAI):
+    """Two turns made at once, with workers free for both: the second waits for the first
+    and reads it (same question, yet more input), and the items do not interleave."""
+    conversation = client.conversations.create()
+    turns = [
+        client.responses.create(
+            model=MODEL,
+            input="Name a colour.",
+            conversation=conversation.id,
+            background=True,
+            store=True,
+            max_output_tokens=16,
+            temperature=0,
+        )
+        for _ in range(2)
+    ]
+    first, second = (
+        wait_until(
+            # "incomplete" too: 16 tokens may cut the answer short.
+            lambda turn=turn: (
+                (done := client.responses.retrieve(turn.id)).status in ("completed", "incomplete")
+                and done
+            ),
+            timeout=120,
+            what="both turns to end",
+        )
+        for turn in turns
+    )
+    assert second.usage.input_tokens >= first.usage.input_tokens + first.usage.output_tokens
+    items = [item.id for item in client.conversations.items.list(conversation.id, order="asc")]
+    assert items[1 : 1 + len(first.output)] == [item.id for item in first.output]
+    assert items[-len(second.output) :] == [item.id for item in second.output]
+
+
 # -- other users ---------------------------------------------------------------------------
 
 

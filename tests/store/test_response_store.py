@@ -264,3 +264,36 @@ async def test_items_are_found_by_id_until_their_response_is_gone(store_url):
         assert expiring_items.id not in await _item_rows(database)
     finally:
         await database.close()
+
+
+async def test_jobs_of_one_conversation_are_claimed_one_at_a_time_in_order(store_url):
+    """Two turns of one conversation never run at once: the later waits for the earlier to
+    end (however many workers ask), while another conversation's job goes ahead."""
+    first, second = (replace(queued(), conversation_id="conv_x") for _ in range(2))
+    other = replace(queued(), conversation_id="conv_y")
+    async with open_store(store_url) as store:
+        for job in (first, second, other):
+            await store.insert(job)
+        now = time.time()
+        assert (await store.claim("w1", now, 30)).id == first.id
+        assert (await store.claim("w2", now, 30)).id == other.id
+        assert await store.claim("w3", now, 30) is None  # the second turn waits
+        assert await store.finish(other.id, "w2", completed_outcome(other.id))
+        # A dead worker's lease runs out: the first turn is taken up again, still before.
+        assert (await store.claim("w3", now + 31, 30)).id == first.id
+        assert await store.claim("w4", now + 31, 30) is None
+        assert await store.finish(first.id, "w3", completed_outcome(first.id))
+        assert (await store.claim("w4", now + 31, 30)).id == second.id
+
+
+async def test_a_job_waits_for_its_previous_response_to_end(store_url):
+    earlier = queued()
+    later = replace(queued(), previous_response_id=earlier.id)
+    async with open_store(store_url) as store:
+        await store.insert(later)  # made first, yet it must run after the one it continues
+        await store.insert(earlier)
+        now = time.time()
+        assert (await store.claim("w1", now, 30)).id == earlier.id
+        assert await store.claim("w2", now, 30) is None
+        assert await store.finish(earlier.id, "w1", completed_outcome(earlier.id))
+        assert (await store.claim("w2", now, 30)).id == later.id

@@ -216,6 +216,7 @@ class ResponseService:
                 queued_at=time.time(),
                 key_id=meter.key_id if meter else None,
                 request_id=meter.request_id if meter else None,
+                conversation_id=request.conversation_id,
             ),
             first_events,
         )

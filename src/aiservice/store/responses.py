@@ -17,7 +17,8 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.orm import aliased
 
 from aiservice.store.conversations import Turn, append_turn
 from aiservice.store.database import Database
@@ -45,6 +46,7 @@ class NewResponse:
     queued_at: float | None = None
     key_id: str | None = None  # background jobs: who asked, for the job's usage record
     request_id: str | None = None
+    conversation_id: str | None = None  # the conversation it adds its turn to
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,7 @@ class ResponseStore:
                     attempts=0,
                     key_id=new.key_id,
                     request_id=new.request_id,
+                    conversation_id=new.conversation_id,
                 )
             )
             await _insert_events(session, new.id, events)
@@ -223,7 +226,7 @@ class ResponseStore:
         )
         oldest = (
             select(StoredResponse.seq)
-            .where(runnable)
+            .where(runnable, ~_waits_for_an_earlier_job())
             .order_by(StoredResponse.seq)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -395,6 +398,20 @@ def _visible(owner: str, now: int) -> tuple:
         StoredResponse.owner == owner,
         or_(StoredResponse.expires_at.is_(None), StoredResponse.expires_at > now),
     )
+
+
+def _waits_for_an_earlier_job() -> ColumnElement[bool]:
+    """A job whose conversation has an earlier job not yet ended, or whose previous response
+    has not ended: it runs after them (two turns must not read the conversation at once)."""
+    earlier = aliased(StoredResponse)
+    unfinished = earlier.status.in_(UNFINISHED)
+    same_conversation = and_(
+        StoredResponse.conversation_id.is_not(None),
+        earlier.conversation_id == StoredResponse.conversation_id,
+        earlier.seq < StoredResponse.seq,
+    )
+    previous = earlier.id == StoredResponse.previous_response_id
+    return exists().where(unfinished, or_(same_conversation, previous))
 
 
 def _held(response_id: str, worker_id: str) -> tuple:

@@ -155,9 +155,12 @@ class StoredResponse(Base):
     # Who asked, for the usage record the job writes when it ends.
     key_id: Mapped[str | None] = mapped_column(String(40))
     request_id: Mapped[str | None] = mapped_column(String(128))
+    # The conversation it adds a turn to: its background jobs run one at a time, in order.
+    conversation_id: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_responses_status_seq", "status", "seq"),
+        Index("ix_responses_conversation_seq", "conversation_id", "seq"),
         Index("ix_responses_expires_at", "expires_at"),
         # The dashboard's request log: a user's, a key's, a model's.
         Index("ix_responses_owner_seq", "owner", "seq"),
