@@ -304,3 +304,22 @@ def test_sessions_are_shared_by_servers_on_one_postgresql(
     finally:
         stop_server(second)
         stop_server(first)
+
+
+def test_the_filter_forms_keep_their_csrf_token_out_of_the_address(
+    server: RunningServer, alice: Account
+) -> None:
+    client = signed_in(server, api_key=alice.key)
+    for path, fields in (
+        ("/dashboard/requests", {"feature": "reply", "model": "", "kind": "chat.completion"}),
+        ("/dashboard/usage", {"group": "feature", "measure": "requests", "since": "2026-11-01"}),
+    ):
+        assert client.post(path, data=fields).status_code == 403
+        token = csrf_of(client.get(path))
+        answer = client.post(path, data={**fields, "csrf_token": token})
+        assert answer.status_code == 303
+        location = answer.headers["location"]
+        assert location.startswith(path + "?") and "csrf_token" not in location
+        kept = {name: value for name, value in fields.items() if value}
+        assert all(f"{name}={value}" in location for name, value in kept.items())
+        assert client.get(location).status_code == 200

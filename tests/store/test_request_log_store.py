@@ -66,10 +66,11 @@ def _response(owner: str, created_at: int, **fields: Any) -> StoredResponse:
 
 
 async def _seed(database: Database, rows: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
-    """Rows of (kind, owner, fields) written in this order, one second apart; their ids."""
+    """Rows of (kind, owner, fields) written in this order, one second apart unless a row
+    says when it was made (`created_at`); their ids."""
     completions, ids = CompletionStore(database), []
     for kind, owner, fields in rows:
-        created_at = BASE_TIME + next(_clock)
+        created_at = fields.pop("created_at", None) or BASE_TIME + next(_clock)
         if kind == COMPLETION:
             new = _completion(owner, created_at, **fields)
             await completions.insert(new)
@@ -179,3 +180,38 @@ async def test_no_statement_counts_rows_without_a_bound(store_url: str) -> None:
         assert all(
             "limit" in statement for statement in statements if "from chat_completions" in statement
         )
+
+
+async def test_a_row_stored_after_newer_ones_is_still_shown_once(store_url: str) -> None:
+    """A slow request is stored after requests that began later: it still appears, once,
+    wherever its creation time puts it among the pages."""
+    async with _opened(store_url) as database:
+        start = BASE_TIME + 10_000 + next(_clock) * 100
+        rows: list[tuple[str, str, dict[str, Any]]] = [
+            (COMPLETION if i % 2 else RESPONSE, "user_a", {"created_at": start + i})
+            for i in range(12)
+        ]
+        rows.insert(9, (COMPLETION, "user_a", {"created_at": start - 50}))  # began first
+        ids = await _seed(database, rows)
+        for limit in (2, 3, 5):
+            pages = await _every_page(RequestLogStore(database), owner="user_a", limit=limit)
+            shown = [row_id for page in pages for row_id in page]
+            assert sorted(shown) == sorted(ids), limit
+
+
+async def test_date_filters_find_the_rows_of_their_days_only(store_url: str) -> None:
+    async with _opened(store_url) as database:
+        day = 86_400
+        start = BASE_TIME + 50 * day
+        rows = [
+            (COMPLETION if i % 3 else RESPONSE, "user_a", {"created_at": start + i * day // 2})
+            for i in range(40)
+        ]
+        ids = await _seed(database, rows)
+        store = RequestLogStore(database)
+        since, until = start + 5 * day, start + 9 * day
+        pages = await _every_page(store, owner=None, since=since, until=until, limit=4)
+        made = [start + i * day // 2 for i in range(40)]
+        expected = {ids[i] for i in range(40) if since <= made[i] < until}
+        assert {row_id for page in pages for row_id in page} == expected
+        assert len(expected) == 8

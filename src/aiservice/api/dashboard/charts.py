@@ -407,7 +407,9 @@ def _svg(width: int, height: int, title: str, total: float, unit: str, parts: li
     opening = (
         f'<svg xmlns="{SVG_NAMESPACE}" class="chart" role="img" aria-label="{_esc(label)}" '
         f'viewBox="0 0 {width} {height}" width="100%" preserveAspectRatio="xMidYMid meet" '
-        f'style="max-width: {width}px; height: auto" font-family="system-ui, sans-serif" '
+        # No style attribute: the dashboard's CSP allows no inline style (its stylesheet caps
+        # the width instead).
+        'font-family="system-ui, sans-serif" '
         f'font-size="{_FONT_SIZE}" fill="#333333">'
     )
     return Markup(opening + "".join(parts) + "</svg>")  # every part was escaped as made

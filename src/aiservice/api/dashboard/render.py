@@ -91,6 +91,7 @@ def redirect(location: str) -> RedirectResponse:
 def error_page(request: Request, error: AIServiceError) -> Response:
     """An error on a dashboard page, as a page: signed out goes to the sign-in form."""
     if error.status_code == 401:
-        return redirect(f"{LOGIN_PATH}?{urlencode({'next': request.url.path})}")
+        asked = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return redirect(f"{LOGIN_PATH}?{urlencode({'next': asked})}")
     context = {"error": error, "viewer": getattr(request.state, "viewer", None)}
     return page(request, "error.html", context, status_code=error.status_code)

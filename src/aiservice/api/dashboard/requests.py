@@ -3,6 +3,8 @@ its re-label form."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -44,6 +46,15 @@ async def log_page(request: Request, signed_in: SignedIn) -> Response:
         "kinds": (COMPLETION, RESPONSE),
     }
     return page(request, "requests.html", context)
+
+
+@router.post("")
+async def filter_log(request: Request, signed_in: SignedIn) -> Response:
+    """The filter form: posted with its CSRF token (which must stay out of the address), then
+    the log at the address that holds the filters, so that it can be kept and shared."""
+    fields = await posted_form(request, signed_in.csrf_token)
+    log_filter = parse_filter(fields)
+    return redirect(f"/dashboard/requests?{urlencode(log_filter.as_params(after=None))}")
 
 
 @router.get("/{request_id}")

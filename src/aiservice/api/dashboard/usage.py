@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aiservice.api.dashboard.charts import bar_chart
-from aiservice.api.dashboard.render import page
-from aiservice.api.dashboard.session import SignedIn
+from aiservice.api.dashboard.render import page, redirect
+from aiservice.api.dashboard.session import SignedIn, posted_form
 from aiservice.api.deps import app_services
 from aiservice.errors import validation_error
 from aiservice.services.usage import UsageReports
@@ -53,12 +54,18 @@ class UsageFilter(BaseModel):
         return [since + timedelta(days=offset) for offset in range((until - since).days + 1)]
 
 
+@router.post("")
+async def choose(request: Request, signed_in: SignedIn) -> Response:
+    """The period form: posted with its CSRF token, then the page at the address holding
+    the choice (the token stays out of the address)."""
+    chosen = _parsed(await posted_form(request, signed_in.csrf_token))
+    params = {k: str(v) for k, v in chosen.model_dump().items() if v is not None}
+    return redirect(f"/dashboard/usage?{urlencode(params)}")
+
+
 @router.get("")
 async def usage_page(request: Request, signed_in: SignedIn) -> Response:
-    try:
-        usage_filter = UsageFilter.model_validate(dict(request.query_params))
-    except ValidationError as exc:
-        raise validation_error(exc.errors()) from None
+    usage_filter = _parsed(dict(request.query_params))
     services = app_services(request)
     reports = UsageReports(services.usage, services.ledger)
     days = usage_filter.days()
@@ -90,6 +97,13 @@ async def usage_page(request: Request, signed_in: SignedIn) -> Response:
         "until": days[-1] if days else None,
     }
     return page(request, "usage.html", context)
+
+
+def _parsed(values: dict[str, str]) -> UsageFilter:
+    try:
+        return UsageFilter.model_validate(values)
+    except ValidationError as exc:
+        raise validation_error(exc.errors()) from None
 
 
 def _series(
