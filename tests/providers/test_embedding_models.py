@@ -51,7 +51,8 @@ def test_a_configured_upstream_of_an_openai_name_wins_over_its_alias():
     assert small.served_by == "text-embedding-3-small"
     assert isinstance(small.embedder, UpstreamEmbedder)
     assert registry.resolve_embedding("text-embedding-3-large").served_by == BUNDLED_EMBEDDING_MODEL
-    assert registry.upstream_breakers() == [small.embedder.breaker]
+    # Its own circuit, then its host's.
+    assert registry.upstream_breakers() == [small.embedder.breaker, small.embedder.circuits.host]
 
 
 def test_a_local_embedding_model_of_another_name_replaces_the_bundled_entry():

@@ -21,6 +21,7 @@ from aiservice.providers.fallback import FallbackProvider
 from aiservice.providers.local import LocalProvider
 from aiservice.providers.upstream import UpstreamProvider
 from aiservice.providers.upstream_embeddings import UpstreamEmbedder
+from aiservice.providers.upstream_model import share_host_circuits
 from aiservice.settings import ModelConfig, Settings
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,9 @@ class ModelRegistry:
             for model in configs
             if model.kind == "embedding"
         }
+        self._host_breakers = share_host_circuits(
+            [*self._providers.values(), *self._embedders.values()]
+        )
         self._served: dict[str, ServedModel] = {}
         for model in chat:
             provider = self._providers[model.name]
@@ -158,10 +162,11 @@ class ModelRegistry:
         return [*self._served.values(), *self._embedding_served.values()]
 
     def upstream_breakers(self) -> list[CircuitBreaker]:
-        """The circuit breaker of every upstream model, for the metrics."""
+        """The circuit breaker of every upstream model, then of every upstream host, for the
+        metrics."""
         chat = [p.breaker for p in self._providers.values() if isinstance(p, UpstreamProvider)]
         embedding = [e.breaker for e in self._embedders.values() if isinstance(e, UpstreamEmbedder)]
-        return chat + embedding
+        return chat + embedding + self._host_breakers
 
     def upstreams(self) -> dict[str, UpstreamProvider | UpstreamEmbedder]:
         """The upstream models by configured name (a configuration reload swaps their keys)."""

@@ -49,7 +49,12 @@ from aiservice.providers.upstream_chat import (
 )
 from aiservice.providers.upstream_completions import CompletionDecoder, completion_body
 from aiservice.providers.upstream_http import TransportFailure, UpstreamHTTP, UpstreamReply
-from aiservice.providers.upstream_model import model_breaker, started_client
+from aiservice.providers.upstream_model import (
+    UpstreamCircuits,
+    host_breaker,
+    model_breaker,
+    started_client,
+)
 from aiservice.providers.upstream_responses import ResponsesDecoder, responses_body
 from aiservice.settings import ModelConfig
 from aiservice.tokens import estimate_tokens
@@ -105,6 +110,7 @@ class UpstreamProvider(ChatProvider):
         self._client: UpstreamHTTP | None = None
         self.endpoint: str | None = None  # the upstream's chat or responses URL
         self.breaker = model_breaker(config, redis)
+        self.circuits = UpstreamCircuits(self.breaker, host_breaker(config, redis))
 
     @property
     def ready(self) -> bool:
@@ -252,7 +258,7 @@ class UpstreamGeneration(PreparedGeneration):
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(self) -> tuple[UpstreamReply, AsyncIterator[str], dict[str, Any] | None]:
-        if not await self._provider.breaker.allow():
+        if not await self._provider.circuits.allow():
             raise UpstreamUnavailable(
                 f"The upstream of `{self.model}` is failing; its circuit is open."
             )
@@ -281,7 +287,7 @@ class UpstreamGeneration(PreparedGeneration):
                 first = await _next_chunk(lines, after_first=False)
         except (_Transient, TransportFailure) as exc:
             self._record(started, exc.reason)
-            await provider.breaker.failed()
+            await provider.circuits.failed(exc.reason)
             if response is not None:
                 response.close()
             if isinstance(exc, _Transient):
@@ -292,7 +298,7 @@ class UpstreamGeneration(PreparedGeneration):
                 response.close()
             raise
         self._record(started, "ok")
-        await provider.breaker.succeeded()
+        await provider.circuits.succeeded()
         return response, lines, first
 
     def _record(self, started: float, outcome: str) -> None:

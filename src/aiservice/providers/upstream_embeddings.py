@@ -32,7 +32,12 @@ from aiservice.providers.upstream import (
     record_attempt,
 )
 from aiservice.providers.upstream_http import TransportFailure, UpstreamHTTP
-from aiservice.providers.upstream_model import model_breaker, started_client
+from aiservice.providers.upstream_model import (
+    UpstreamCircuits,
+    host_breaker,
+    model_breaker,
+    started_client,
+)
 from aiservice.settings import ModelConfig
 from aiservice.tokens import estimate_tokens
 
@@ -50,6 +55,7 @@ class UpstreamEmbedder(EmbeddingProvider):
         self.model_id = config.name
         self._client: UpstreamHTTP | None = None
         self.breaker = model_breaker(config, redis)
+        self.circuits = UpstreamCircuits(self.breaker, host_breaker(config, redis))
 
     @property
     def ready(self) -> bool:
@@ -101,7 +107,7 @@ class UpstreamEmbedder(EmbeddingProvider):
     async def _attempt(
         self, client: UpstreamHTTP, body: dict[str, Any], call: EmbeddingCall
     ) -> _Answer:
-        if not await self.breaker.allow():
+        if not await self.circuits.allow():
             raise UpstreamUnavailable(
                 f"The upstream of `{self.model_id}` is failing; its circuit is open."
             )
@@ -118,13 +124,13 @@ class UpstreamEmbedder(EmbeddingProvider):
             answer = _parsed(content, len(call.inputs))
         except (_Transient, TransportFailure) as exc:
             self._record(call, started, exc.reason)
-            await self.breaker.failed()
+            await self.circuits.failed(exc.reason)
             raise _Transient(exc.reason) from None
         finally:
             if reply is not None:
                 reply.close()
         self._record(call, started, "ok")
-        await self.breaker.succeeded()
+        await self.circuits.succeeded()
         return answer
 
     def _record(self, call: EmbeddingCall, started: float, outcome: str) -> None:

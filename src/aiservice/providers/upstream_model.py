@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 
 from redis.asyncio import Redis
 
@@ -23,6 +24,50 @@ def model_breaker(config: ModelConfig, redis: Redis | None) -> CircuitBreaker:
         config.breaker_reset_s,
         redis,
     )
+
+
+# Failures that say the host itself is out of reach, whatever the model: they count against
+# the host's circuit too, which every model on that upstream shares.
+HOST_FAILURES = frozenset({"connect error", "connect timeout"})
+
+
+def host_breaker(config: ModelConfig, redis: Redis | None) -> CircuitBreaker:
+    return CircuitBreaker(
+        f"{config.upstream_url}#*", config.breaker_failures, config.breaker_reset_s, redis
+    )
+
+
+class UpstreamCircuits:
+    """A model's circuit and its upstream host's: a request goes through when both let it; a
+    host out of reach counts against both, an error the host answered against the model's
+    only (another model on the same server may work)."""
+
+    def __init__(self, model: CircuitBreaker, host: CircuitBreaker):
+        self.model = model
+        self.host = host
+
+    async def allow(self) -> bool:
+        return await self.host.allow() and await self.model.allow()
+
+    async def failed(self, reason: str) -> None:
+        await self.model.failed()
+        if reason in HOST_FAILURES:
+            await self.host.failed()
+
+    async def succeeded(self) -> None:
+        await self.model.succeeded()
+        await self.host.succeeded()
+
+
+def share_host_circuits(providers: Iterable[object]) -> list[CircuitBreaker]:
+    """One host circuit per upstream URL for all its models (in this process; with Redis,
+    for all processes); returns them, for the metrics."""
+    shared: dict[str, CircuitBreaker] = {}
+    for provider in providers:
+        circuits = getattr(provider, "circuits", None)
+        if isinstance(circuits, UpstreamCircuits):
+            circuits.host = shared.setdefault(circuits.host.name, circuits.host)
+    return list(shared.values())
 
 
 async def started_client(config: ModelConfig) -> UpstreamHTTP:
