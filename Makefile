@@ -44,10 +44,11 @@ upgrade: install
 serve: install
 	$(BIN)/aiservice serve $(ARGS)
 
-# Debian's chromium and chromium-driver, which the browser tests (tests/browser) drive: installed
-# by scripts/ensure-chromium.sh when missing (needs root; instant, no apt, when present).
+# Debian's chromium and chromium-driver, which the browser tests (tests/browser) drive, and nginx,
+# whose `nginx -t` checks deploy/nginx.conf (tests/test_deploy.py): installed by
+# scripts/ensure-system-packages.sh when missing (needs root; instant, no apt, when present).
 browser:
-	sh scripts/ensure-chromium.sh
+	sh scripts/ensure-system-packages.sh
 
 # The linters first: CI runs `make test`, so it holds the style too.
 test: install browser

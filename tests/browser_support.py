@@ -1,7 +1,8 @@
 """Browser tests in a real Chromium: Debian's chromium, driven through its chromedriver by Selenium.
 
-`make test` installs both first (`make browser`, scripts/ensure-chromium.sh). Selenium is always
-given both paths, so Selenium Manager (which would look for, or download, a driver) never runs.
+`make test` installs both first (`make browser`, scripts/ensure-system-packages.sh). Selenium is
+always given both paths, so Selenium Manager (which would look for, or download, a driver) never
+runs.
 
     with chromium(width=390, height=844) as driver:
         driver.get(base_url + "/dashboard")

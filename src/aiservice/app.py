@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -72,30 +72,31 @@ def create_app(
     worker: bool = True,
     freeze_heap: bool = False,
     reload_settings: Callable[[], Settings] | None = None,
+    worker_process: bool = False,
 ) -> FastAPI:
     """Build the ASGI app; nothing is loaded until the lifespan starts. With `worker`, the
     process also runs background responses; `freeze_heap` is for a process the app has to
     itself (`aiservice serve`): see ServiceRuntime.start. With `reload_settings` (the main
-    thread's loop only), SIGHUP re-reads the configuration for new upstream keys."""
+    thread's loop only), SIGHUP re-reads the configuration for new upstream keys.
+    `worker_process`: a child of `serve --workers N` (cli/serve_workers.py): it leaves the
+    migrations to its parent, and starts serving only once its models are loaded."""
     runtime = ServiceRuntime(settings)
     services = runtime.services
     reload = ConfigReload(services.registry, settings, reload_settings)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        reload.install()  # first: SIGHUP's default would end the process
-        # Models load in the background so /health answers at once and /ready tells when done.
-        new_key = await runtime.start(worker=worker, freeze_heap=freeze_heap)
-        if new_key is not None:
-            _announce_master_key(new_key)
-        try:
-            yield
-        finally:
-            reload.remove()
-            await runtime.close()
-
+    lifespan = _lifespan(
+        runtime,
+        reload,
+        worker=worker,
+        freeze_heap=freeze_heap,
+        migrate=not worker_process,
+        wait_for_models=worker_process,
+    )
     app = FastAPI(
-        title="aiservice", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+        title="aiservice",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     app.state.settings = settings
@@ -125,7 +126,29 @@ def create_app(
     return app
 
 
-def _announce_master_key(new_key: str) -> None:
+def _lifespan(
+    runtime: ServiceRuntime, reload: ConfigReload, **start: bool
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the runtime (ServiceRuntime.start's options), stop it at the end."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        reload.install()  # first: SIGHUP's default would end the process
+        # Models load in the background so /health answers at once and /ready tells when done
+        # (except in a process of `serve --workers N`: see create_app).
+        new_key = await runtime.start(**start)
+        if new_key is not None:
+            announce_master_key(new_key)
+        try:
+            yield
+        finally:
+            reload.remove()
+            await runtime.close()
+
+    return lifespan
+
+
+def announce_master_key(new_key: str) -> None:
     # Shown once, on the console only: the server keeps nothing but its hash.
     print(
         f"\nNo AISERVICE_MASTER_KEY set; generated an admin API key:\n\n  {new_key}\n\n"

@@ -12,7 +12,7 @@ from aiservice.observability.metrics import CONTENT_TYPE
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics")
 async def metrics(request: Request) -> Response:
     services = app_services(request)
     text = await services.metrics.render(

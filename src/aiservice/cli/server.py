@@ -32,9 +32,17 @@ def serve(
         typer.Option(
             "--worker/--no-worker",
             help="Run background responses in this process too (default) or leave them to "
-            "`aiservice worker` processes.",
+            "`aiservice worker` processes. With --workers, in each server process.",
         ),
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes sharing the port, each with its own copy of the models "
+            "(default 1: this process).",
+        ),
+    ] = 1,
 ) -> None:
     """Start the HTTP server."""
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -49,6 +57,13 @@ def serve(
 
     configure_logging(settings.log_level)
     settings.home.mkdir(parents=True, exist_ok=True)
+    if workers > 1:
+        from aiservice.cli.serve_workers import serve_with_workers
+
+        serve_with_workers(
+            settings, config=config, overrides=overrides, worker=worker, workers=workers
+        )
+        return
     import uvicorn
 
     from aiservice.app import create_app
@@ -63,7 +78,17 @@ def serve(
     )
 
 
-def worker_command(config: ConfigOption = None) -> None:
+def worker_command(
+    config: ConfigOption = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Jobs of each kind this process runs at once (default: worker_concurrency).",
+        ),
+    ] = None,
+) -> None:
     """Run background responses, batches and document analyses from the database until
     stopped (Ctrl-C or SIGTERM)."""
     import signal
@@ -71,7 +96,8 @@ def worker_command(config: ConfigOption = None) -> None:
     from aiservice.services.config_reload import ConfigReload
     from aiservice.services.runtime import ServiceRuntime
 
-    settings = settings_or_exit(config)
+    overrides = {"worker_concurrency": concurrency} if concurrency is not None else {}
+    settings = settings_or_exit(config).model_copy(update=overrides)
     configure_logging(settings.log_level)
 
     async def run() -> None:
@@ -80,7 +106,11 @@ def worker_command(config: ConfigOption = None) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        reload = ConfigReload(runtime.services.registry, settings, lambda: load_settings(config))
+        reload = ConfigReload(
+            runtime.services.registry,
+            settings,
+            lambda: load_settings(config).model_copy(update=overrides),
+        )
         reload.install()  # SIGHUP: new upstream keys, as for `serve`
         await runtime.start(master_key=False, wait_for_models=True, worker=True, freeze_heap=True)
         try:

@@ -35,7 +35,7 @@ class UsageJournal:
         self.directory = directory
         self.owner = secrets.token_hex(6)
         directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _locked(directory / f"{_PREFIX}{self.owner}.lock", blocking=True)
+        self._lock_fd = _new_lock(directory / f"{_PREFIX}{self.owner}.lock")
         self._number = 0
         self._sealed: list[Path] = []  # segments whose records are not yet in the database
         self._fd = self._open_segment()
@@ -122,6 +122,23 @@ def _records(segments: list[Path]) -> Iterator[Record]:
                     yield json.loads(line)
                 except ValueError:
                     log.error("unreadable usage journal line skipped", extra={"file": segment.name})
+
+
+def _new_lock(path: Path) -> int:
+    """A lock file that is locked from the moment it can be seen: made and locked under a
+    name replays do not look at, then renamed. Created in place, it could be seen before its
+    flock by a process starting beside (the N processes of `serve --workers N` start at
+    once), which took it for a dead process's, unlinked it, and left this one's journal
+    without a lock: replayed, and deleted, under it later."""
+    hidden = path.with_name(f".{path.name}.new")
+    fd = _locked(hidden, blocking=True)
+    try:
+        os.rename(hidden, path)
+    except BaseException:
+        os.close(fd)
+        hidden.unlink(missing_ok=True)
+        raise
+    return fd
 
 
 def _locked(path: Path, *, blocking: bool) -> int:

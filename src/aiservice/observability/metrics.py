@@ -9,12 +9,20 @@ from bounded sets: route templates, configured model names, status and error cod
 
 State that lives elsewhere (circuit breakers, possibly in Redis; the job queue, in the
 database) is read when scraped, by `render`.
+
+The processes of `aiservice serve --workers N` share their metrics through prometheus-client's
+multiprocess mode: the parent sets PROMETHEUS_MULTIPROC_DIR (before the children import
+prometheus-client, which then keeps every value in files there), and a scrape of any child
+answers the sum over all of them. Each gauge says how its processes' values combine.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,6 +35,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from aiservice.providers.breaker import CircuitBreaker
 
@@ -34,6 +43,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BACKGROUND_SUFFIX = ":background"
 UNMATCHED_ROUTE = "unmatched"  # a path no route answers: its own text would be unbounded
 BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]*_(\d+)\.db")
 
 # Seconds. A gateway answers in milliseconds (an error, a cached list) up to minutes (a long
 # local generation), so the buckets span both.
@@ -62,6 +73,13 @@ class ServiceMetrics:
         # Label children by label values: .labels() validates and locks on every call, and the
         # middleware asks for the same few children on every request.
         self._children: dict[tuple[Any, ...], Any] = {}
+        # Several processes: a scrape shows what their files hold, summed (values are kept
+        # in the files, whichever registry a metric is in).
+        self._multiprocess_dir = os.environ.get(MULTIPROCESS_DIR_VARIABLE) or None
+        self._exposed = self.registry
+        if self._multiprocess_dir is not None:
+            self._exposed = CollectorRegistry(auto_describe=True)
+            MultiProcessCollector(self._exposed, path=self._multiprocess_dir)
 
     def _add_request_metrics(self, registry: CollectorRegistry) -> None:
         """What each request took: its time, tokens, cost, and error if any."""
@@ -118,6 +136,9 @@ class ServiceMetrics:
             "An upstream's circuit: 0 closed, 1 half-open, 2 open.",
             ["upstream"],
             registry=registry,
+            # Every process reads it at scrape time (shared in Redis when redis_url is set):
+            # the scraped process's reading, the newest, is the one to show.
+            multiprocess_mode="mostrecent",
         )
 
     def _add_state_gauges(self, registry: CollectorRegistry) -> None:
@@ -126,11 +147,13 @@ class ServiceMetrics:
             "aiservice_in_flight_requests",
             "HTTP requests received and not yet answered in full.",
             registry=registry,
+            multiprocess_mode="livesum",  # the processes alive now, added up
         )
         self.queue_depth = Gauge(
             "aiservice_background_queue_depth",
             "Background responses queued and not yet taken by a worker.",
             registry=registry,
+            multiprocess_mode="mostrecent",  # one queue, read from the database at scrape time
         )
 
     def _add_safety_metrics(self, registry: CollectorRegistry) -> None:
@@ -215,7 +238,22 @@ class ServiceMetrics:
         for name, state in states.items():
             self._child(self.breaker_state, name).set(state)
         self.queue_depth.set(await queued_jobs())
-        return generate_latest(self.registry)
+        if self._multiprocess_dir is not None:
+            forget_dead_processes(Path(self._multiprocess_dir))
+        return generate_latest(self._exposed)
+
+
+def forget_dead_processes(directory: Path) -> None:
+    """Drop the live gauges (in-flight requests) of processes that are gone, killed ones
+    included: their counters and histograms stay, so that no total ever goes down."""
+    pids = {int(m.group(1)) for m in map(_LIVE_GAUGE_FILE.fullmatch, os.listdir(directory)) if m}
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mark_process_dead(pid, str(directory))
+        except PermissionError:
+            pass  # alive, someone else's
 
 
 @lru_cache(maxsize=256)

@@ -211,8 +211,10 @@ class ServiceRuntime:
         wait_for_models: bool = False,
         worker: bool = False,
         freeze_heap: bool = False,
+        migrate: bool = True,
     ) -> str | None:
-        """Apply migrations, set up the master key (with `master_key`), load the models,
+        """Apply migrations (with `migrate`; `serve --workers N` runs them once, in the parent),
+        set up the master key (with `master_key`), load the models,
         and (with `worker`) the workers: background responses, batches, document analyses,
         erasures and the retention purge.
         With `freeze_heap` (a process of our own: the server, the worker), what start-up
@@ -224,8 +226,8 @@ class ServiceRuntime:
         """
         settings, services = self.settings, self.services
         settings.home.mkdir(parents=True, exist_ok=True)
-        # Alembic runs its own event loop, so it gets a thread of its own.
-        await asyncio.to_thread(upgrade_database, services.database.url)
+        if migrate:  # Alembic runs its own event loop, so it gets a thread of its own.
+            await asyncio.to_thread(upgrade_database, services.database.url)
         new_key = None
         if master_key:
             services.master_key, new_key = bootstrap_master_key(settings)
