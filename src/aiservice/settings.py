@@ -378,6 +378,10 @@ class Settings(BaseSettings):
     privacy_subject_keys: list[str] = Field(default_factory=lambda: ["user_id"], min_length=1)
     # Rows an erasure deletes (or pseudonymises) per transaction: short locks on PostgreSQL.
     privacy_erase_batch: int = Field(default=500, ge=1, le=10_000)
+    # Addresses (or networks, e.g. "10.0.0.0/8") of the reverse proxies in front: only their
+    # X-Forwarded-For and X-Forwarded-Proto are believed (the client's address for the
+    # failed-login throttle, https for Secure cookies). Empty: nobody's, 127.0.0.1 included.
+    trusted_proxies: list[str] = Field(default_factory=list)
     # The dashboard (/dashboard): a signed-in browser is signed out after this long without a
     # page, and after dashboard_session_max_s whatever it does.
     dashboard_idle_timeout_s: float = Field(default=1800, ge=60)

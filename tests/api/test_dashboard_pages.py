@@ -34,7 +34,9 @@ PAGES = (
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("dashboard"))
+    # The tests play a TLS-terminating proxy on this host (X-Forwarded-Proto).
+    trusted = {"AISERVICE_TRUSTED_PROXIES": '["127.0.0.1"]'}
+    running = start_server(tmp_path_factory.mktemp("dashboard"), env=trusted)
     yield running
     stop_server(running)
 
@@ -87,7 +89,7 @@ def test_sign_in_sets_an_http_only_same_site_cookie_on_the_dashboard_path(
 def test_the_cookie_is_secure_when_the_browser_came_over_tls(
     server: RunningServer, alice: Account
 ) -> None:
-    # A TLS-terminating proxy on this host says so (uvicorn trusts 127.0.0.1's headers).
+    # A TLS-terminating proxy on this host says so (the server trusts 127.0.0.1: see above).
     tls = {"x-forwarded-proto": "https"}
     form = httpx.get(f"{server.base_url}/dashboard/login", headers=tls)
     assert "secure" in form.headers["set-cookie"].lower()

@@ -203,3 +203,11 @@ def check_budget_options(amount: float, period: str) -> None:
 def set_key_budget(config: Path | None, key_id: str, amount: float, period: str) -> None:
     budget = with_budgets(config, lambda b: b.put(key=key_id, amount_usd=amount, period=period))
     err.print(f"Set {describe_budget(budget)}.", soft_wrap=True, highlight=False)
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for forwarded headers: believed from `trusted_proxies` only (uvicorn
+    alone would believe any 127.0.0.1 peer, or FORWARDED_ALLOW_IPS)."""
+    if not settings.trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(settings.trusted_proxies)}

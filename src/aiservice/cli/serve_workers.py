@@ -56,6 +56,7 @@ def serve_with_workers(
     import uvicorn
 
     from aiservice.app import announce_master_key
+    from aiservice.cli.common import proxy_options
 
     upgrade_database(database_url(settings))  # the children do not: SQLite would race
     _, new_key = bootstrap_master_key(settings)  # the children read the hash it kept
@@ -82,6 +83,7 @@ def serve_with_workers(
             access_log=False,
             server_header=False,
             timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_S,
+            **proxy_options(settings),
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

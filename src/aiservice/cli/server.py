@@ -11,7 +11,13 @@ from typing import Annotated
 import typer
 from sqlalchemy.engine import make_url
 
-from aiservice.cli.common import ConfigOption, out, settings_or_exit, with_database
+from aiservice.cli.common import (
+    ConfigOption,
+    out,
+    proxy_options,
+    settings_or_exit,
+    with_database,
+)
 from aiservice.observability.logging import configure_logging
 from aiservice.services.retention import RetentionPurge
 from aiservice.settings import Settings, load_settings
@@ -75,6 +81,7 @@ def serve(
         log_config=None,
         access_log=False,
         server_header=False,
+        **proxy_options(settings),
     )
 
 
