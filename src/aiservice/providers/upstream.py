@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NoReturn
 
 from redis.asyncio import Redis
 from tenacity import (
@@ -35,6 +35,7 @@ from aiservice.errors import InvalidRequest, UpstreamRefused, UpstreamUnavailabl
 from aiservice.providers import upstream_chat, upstream_completions, upstream_responses
 from aiservice.providers.base import (
     ChatProvider,
+    ChoiceFinished,
     GenerationEvent,
     GenerationRequest,
     PreparedGeneration,
@@ -181,6 +182,7 @@ class UpstreamGeneration(PreparedGeneration):
         # An estimate until the upstream reports its count (which then wins).
         self.prompt_tokens = estimate_tokens(prompt_characters(request))
         self.attempts: list[Attempt] = []
+        self._in_flight: float | None = None  # when the attempt being made began
 
     def _decoder(self) -> ChatDecoder | ResponsesDecoder | CompletionDecoder:
         if self._legacy:
@@ -191,31 +193,48 @@ class UpstreamGeneration(PreparedGeneration):
 
     async def events(self) -> AsyncIterator[GenerationEvent]:
         config = self._provider.config
-        async with asyncio.timeout(config.timeout_s):
-            response, lines, first = await self._first_chunk()
-            try:
-                decoder = self._decoder()
-                chunk: dict[str, Any] | None = first
-                while chunk is not None:
-                    for event in decoder.feed(chunk):
-                        yield event
-                    try:
-                        chunk = await _next_chunk(lines, after_first=True)
-                    except TransportFailure as exc:
-                        log.warning(
-                            "upstream stream broken",
-                            extra={"model": self.model, "error_type": exc.reason},
-                        )
-                        raise UpstreamUnavailable(
-                            f"The upstream of `{self.model}` stopped answering mid-stream."
-                        ) from None
-                # Read to the end of the body: closing it early drops the connection, and
-                # every request would connect (and shake hands) anew.
-                async for _ in lines:
-                    pass
-            finally:
-                response.close()
+        finished = False  # a choice has ended: the answer is whole, not cut short
+        try:
+            async with asyncio.timeout(config.timeout_s):
+                response, lines, first = await self._first_chunk()
+                try:
+                    decoder = self._decoder()
+                    chunk: dict[str, Any] | None = first
+                    while chunk is not None:
+                        for event in decoder.feed(chunk):
+                            finished = finished or isinstance(event, ChoiceFinished)
+                            yield event
+                        try:
+                            chunk = await _next_chunk(lines, after_first=True)
+                        except TransportFailure as exc:
+                            self._broken(exc.reason)
+                    if not finished and self._body.get("stream", True):
+                        self._broken("truncated")  # the stream ended cleanly, the answer not
+                    # Read to the end of the body: closing it early drops the connection, and
+                    # every request would connect (and shake hands) anew.
+                    async for _ in lines:
+                        pass
+                finally:
+                    response.close()
+        except TimeoutError:  # timeout_s, the whole request's, ran out
+            await self._timed_out()
         yield decoder.usage()
+
+    def _broken(self, reason: str) -> NoReturn:
+        log.warning("upstream stream broken", extra={"model": self.model, "error_type": reason})
+        raise UpstreamUnavailable(
+            f"The upstream of `{self.model}` stopped answering mid-stream."
+        ) from None
+
+    async def _timed_out(self) -> NoReturn:
+        """timeout_s ran out: an attempt it cut short is a failed one (`timeout`)."""
+        if self._in_flight is not None:
+            self._record(self._in_flight, "timeout")
+            await self._provider.circuits.failed("timeout")
+        timeout_s = self._provider.config.timeout_s
+        raise UpstreamUnavailable(
+            f"The upstream of `{self.model}` did not finish within {timeout_s:g} s (timeout_s)."
+        ) from None
 
     async def _first_chunk(
         self,
@@ -266,7 +285,7 @@ class UpstreamGeneration(PreparedGeneration):
 
     async def _try_once(self) -> tuple[UpstreamReply, AsyncIterator[str], dict[str, Any] | None]:
         provider = self._provider
-        started = time.monotonic()
+        started = self._in_flight = time.monotonic()  # until recorded
         response: UpstreamReply | None = None
         try:
             response = await self._client.post(self._endpoint, self._body)
@@ -302,6 +321,7 @@ class UpstreamGeneration(PreparedGeneration):
         return response, lines, first
 
     def _record(self, started: float, outcome: str) -> None:
+        self._in_flight = None
         record_attempt(
             self.attempts, self.model, self._provider.config.upstream_url, started, outcome
         )

@@ -225,7 +225,7 @@ class _ChunkMaker:
     def __init__(self, chat: PreparedChat, include_usage: bool):
         self._id = chat.id
         self._created = chat.created
-        self._model = chat.generation.model
+        self._generation = chat.generation  # its model may change: a fallback takes over
         self._include_usage = include_usage
 
     def make(
@@ -238,7 +238,7 @@ class _ChunkMaker:
             id=self._id,
             object="chat.completion.chunk",
             created=self._created,
-            model=self._model,
+            model=self._generation.model,
             choices=choices,
         )
         if moderation is not None:

@@ -91,6 +91,7 @@ class ResponseRun:
             error = as_service_error(exc)
             if error.status_code >= 500:
                 log.error("response generation failed", extra={"error_type": type(exc).__name__})
+            state.model = self._generation.model  # after a fallback, the fallback's
             state.status = ResponseStatus.FAILED
             state.error = {
                 "code": "server_error" if error.status_code >= 500 else "invalid_prompt",
@@ -98,6 +99,7 @@ class ResponseRun:
             }
             yield self._event(_FINAL_EVENT[ResponseStatus.FAILED], response=state.body())
             return
+        state.model = self._generation.model  # after a fallback, the fallback's
         state.usage = usage
         state.completed_at = int(time.time())
         if finish in _INCOMPLETE_REASON:
