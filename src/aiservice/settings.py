@@ -39,6 +39,8 @@ _UPSTREAM_ONLY = (
     "responses_api",
     "legacy_completions",
     "batch",
+    "supports_n",
+    "supports_logprobs",
 )
 # The models OpenAI's own API still serves POST /v1/completions for.
 OPENAI_COMPLETION_MODELS = ("gpt-3.5-turbo-instruct", "davinci-002", "babbage-002")
@@ -82,6 +84,12 @@ class ModelConfig(BaseModel):
     # then passed through to; otherwise they are emulated through chat. None: see
     # `serves_legacy_completions`.
     legacy_completions: bool | None = None
+    # openai: what the upstream honours (None: yes). Some OpenAI-compatible servers answer
+    # one choice whatever `n` asks (llama.cpp's), or drop `logprobs`: with false, such
+    # requests are refused with a 400 instead of answered short. An answer with fewer choices
+    # than asked, or without the logprobs asked for, is an error (502) either way.
+    supports_n: bool | None = None
+    supports_logprobs: bool | None = None
     # USD per million tokens (used by the usage ledger); None: 0 for local models.
     price_input_per_1m: float | None = Field(default=None, ge=0)
     price_output_per_1m: float | None = Field(default=None, ge=0)

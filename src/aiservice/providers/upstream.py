@@ -40,6 +40,7 @@ from aiservice.providers.base import (
     GenerationRequest,
     PreparedGeneration,
     PromptMessage,
+    TextDelta,
 )
 from aiservice.providers.text_options import refuse_insertion_and_ranking
 from aiservice.providers.upstream_chat import (
@@ -136,11 +137,26 @@ class UpstreamProvider(ChatProvider):
     async def prepare_chat(self, request: GenerationRequest) -> PreparedGeneration:
         if self._client is None:
             raise UpstreamUnavailable(f"The model `{self.model_id}` is not started.")
+        self._refuse_unsupported(request)
         return UpstreamGeneration(self, self._client, request)
+
+    def _refuse_unsupported(self, request: GenerationRequest) -> None:
+        """What the configuration says the upstream would drop: refused, not answered short."""
+        if request.n > 1 and self.config.supports_n is False:
+            raise InvalidRequest(
+                f"The upstream of `{self.model_id}` answers one choice per request: ask for "
+                "n = 1 (several requests for several choices).",
+                param="n",
+            )
+        if (request.logprobs or request.top_logprobs) and self.config.supports_logprobs is False:
+            raise InvalidRequest(
+                f"The upstream of `{self.model_id}` reports no logprobs.", param="logprobs"
+            )
 
     async def prepare_text(self, request: GenerationRequest) -> PreparedGeneration:
         if self._client is None:
             raise UpstreamUnavailable(f"The model `{self.model_id}` is not started.")
+        self._refuse_unsupported(request)
         if self.config.serves_legacy_completions:
             return UpstreamGeneration(self, self._client, request, legacy=True)
         # Emulated: the prompt as the one user message of a chat completion.
@@ -199,10 +215,12 @@ class UpstreamGeneration(PreparedGeneration):
                 response, lines, first = await self._first_chunk()
                 try:
                     decoder = self._decoder()
+                    answered = _AnswerCheck(self._request)
                     chunk: dict[str, Any] | None = first
                     while chunk is not None:
                         for event in decoder.feed(chunk):
                             finished = finished or isinstance(event, ChoiceFinished)
+                            answered.saw(event)
                             yield event
                         try:
                             chunk = await _next_chunk(lines, after_first=True)
@@ -210,6 +228,7 @@ class UpstreamGeneration(PreparedGeneration):
                             self._broken(exc.reason)
                     if not finished and self._body.get("stream", True):
                         self._broken("truncated")  # the stream ended cleanly, the answer not
+                    answered.check(self.model)
                     # Read to the end of the body: closing it early drops the connection, and
                     # every request would connect (and shake hands) anew.
                     async for _ in lines:
@@ -325,6 +344,39 @@ class UpstreamGeneration(PreparedGeneration):
         record_attempt(
             self.attempts, self.model, self._provider.config.upstream_url, started, outcome
         )
+
+
+class _AnswerCheck:
+    """What the request asked for and the answer must hold: `n` choices, logprobs. Some
+    servers drop either without a word; the client then gets an error, never less than it
+    asked for as if it were all."""
+
+    def __init__(self, request: GenerationRequest):
+        self._wanted = request.n
+        self._wants_logprobs = request.logprobs
+        self._finished: set[int] = set()
+        self._texts = 0
+        self._logprobs = 0
+
+    def saw(self, event: GenerationEvent) -> None:
+        if isinstance(event, ChoiceFinished):
+            self._finished.add(event.index)
+        elif isinstance(event, TextDelta):
+            self._texts += 1
+            self._logprobs += event.logprobs is not None
+
+    def check(self, model: str) -> None:
+        if len(self._finished) < self._wanted:
+            raise UpstreamRefused(
+                f"The upstream of `{model}` answered {len(self._finished)} of the "
+                f"{self._wanted} choices asked for (n); if it never serves more than one, set "
+                "supports_n = false for it."
+            )
+        if self._wants_logprobs and self._texts and not self._logprobs:
+            raise UpstreamRefused(
+                f"The upstream of `{model}` answered without the logprobs asked for; if it "
+                "never reports them, set supports_logprobs = false for it."
+            )
 
 
 def _json_object(content: bytes) -> dict[str, Any]:

@@ -70,6 +70,9 @@ class Behaviour:
     # How long a batch takes to complete, from its creation; it still shows in_progress at
     # its first retrieve, so with 0 it completes at the second. Read when a batch is created.
     batch_latency_s: float = 0.0
+    # Request fields answered as if absent, as some OpenAI-compatible servers do (llama.cpp's
+    # server: `n`, `logprobs`): the answer then has one choice, or no logprobs.
+    ignores: frozenset[str] = frozenset()
 
 
 class FakeUpstreamApp:
@@ -185,7 +188,7 @@ class FakeUpstreamApp:
         return answer.status, json.loads(answer.body)
 
     def _chat_completions(self, incoming: Incoming) -> Answer:
-        body = incoming.body
+        body = {k: v for k, v in incoming.body.items() if k not in self.behaviour.ignores}
         reply = plan_chat(body, self.behaviour.reply, incoming.headers.get(REPLY_HEADER))
         serial, created = next(self._serials), int(time.time())
         if body.get("stream") is True:

@@ -62,11 +62,13 @@ class FakeUpstream:
         models: Sequence[str] = DEFAULT_MODELS,
         api_key: str | None = None,
         record_requests: bool = True,
+        ignores: Sequence[str] = (),
     ) -> None:
         self.host = host
         self._port = port  # 0 until the first start picks a free one, kept for restarts
         self._requests = RequestLog(keep_records=record_requests)
-        self.app = FakeUpstreamApp(Behaviour(reply, list(models), api_key), self._requests)
+        behaviour = Behaviour(reply, list(models), api_key, ignores=frozenset(ignores))
+        self.app = FakeUpstreamApp(behaviour, self._requests)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
