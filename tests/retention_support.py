@@ -27,6 +27,7 @@ from aiservice.store.tables import (
     StoredResponse,
     UsageRecord,
 )
+from aiservice.store.usage_daily import insert_records
 from support import run_in_thread
 
 DAY = 86400
@@ -234,24 +235,23 @@ async def add_file(
 
 async def add_usage(session: Any, owner: str, created_at: float) -> str:
     record_id = secrets.token_hex(16)
-    await session.execute(
-        insert(UsageRecord).values(
-            record_id=record_id,
-            created_at=created_at,
-            day=time.strftime("%Y-%m-%d", time.gmtime(created_at)),
-            request_id=_id("req_"),
-            owner=owner,
-            route="/v1/chat/completions",
-            background=False,
-            input_tokens=3,
-            output_tokens=2,
-            cost_usd=0.0,
-            latency_ms=1.0,
-            status_code=200,
-            upstream_attempts=0,
-            metadata_={},
-        )
-    )
+    row = {
+        "record_id": record_id,
+        "created_at": created_at,
+        "day": time.strftime("%Y-%m-%d", time.gmtime(created_at)),
+        "request_id": _id("req_"),
+        "owner": owner,
+        "route": "/v1/chat/completions",
+        "background": False,
+        "input_tokens": 3,
+        "output_tokens": 2,
+        "cost_usd": 0.0,
+        "latency_ms": 1.0,
+        "status_code": 200,
+        "upstream_attempts": 0,
+        "metadata": {},
+    }
+    await insert_records(session, [row])  # as the ledger writes them: the rollup too
     return record_id
 
 

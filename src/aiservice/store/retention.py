@@ -9,6 +9,10 @@ the whole table. What hangs on a row (metadata pairs, items, events, lines, file
 first, at most `chunk` rows per transaction too: a batch may have 50,000 lines, a conversation
 any number of items. Jobs still running are never deleted; they wait for their end.
 
+Usage records are deleted together with what they add up to in the daily rollup
+(usage_daily.delete_records): its days wholly past the cut-off go, the cut-off day keeps the
+sums of the records left.
+
 On PostgreSQL one process purges at a time (`purge_turn`): several workers on one database
 would otherwise fight over the same rows.
 """
@@ -43,6 +47,7 @@ from aiservice.store.tables import (
     StoredResponse,
     UsageRecord,
 )
+from aiservice.store.usage_daily import delete_records
 
 Condition = ColumnElement[bool]
 MAX_CHUNK = 1000
@@ -249,8 +254,10 @@ class RetentionStore:
             while await self._delete_dependents(dependent, parents) == self._chunk:
                 pass
         async with self._sessions.begin() as session:
-            done = delete(kind.table).where(kind.table.seq.in_(seqs), condition)
-            return (await session.execute(done)).rowcount
+            chosen = and_(kind.table.seq.in_(seqs), condition)
+            if kind.table is UsageRecord:  # and what they add up to in the daily rollup
+                return await delete_records(session, chosen)
+            return (await session.execute(delete(kind.table).where(chosen))).rowcount
 
     async def _delete_dependents(self, dependent: Dependent, parents: list[Any]) -> int:
         key = dependent.key[0] if len(dependent.key) == 1 else tuple_(*dependent.key)

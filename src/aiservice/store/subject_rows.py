@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aiservice.store import usage_daily
 from aiservice.store.response_items import forget_items
 from aiservice.store.subjects import Subject
 from aiservice.store.tables import (
@@ -213,7 +214,8 @@ async def pseudonymise_usage(
     session: AsyncSession, subject: Subject, pseudonym: str, limit: int, cursor: Cursor
 ) -> int:
     """Put `pseudonym` where the subject is named in up to `limit` usage rows; counts and
-    costs stay, so billing totals do not move. Returns how many rows (0: none left)."""
+    costs stay, so billing totals do not move (the daily rollup's move to the pseudonymised
+    tuples, in the same transaction). Returns how many rows (0: none left)."""
     condition = USAGE.condition(subject)
     if condition is None:
         return 0
@@ -232,7 +234,14 @@ async def pseudonymise_usage(
             "metadata_": _json_set(session, UsageRecord.metadata_, subject.key or "", pseudonym),
             "end_user": case((UsageRecord.end_user.is_(None), None), else_=pseudonym),
         }
+    # The daily rollup groups by owner and the "feature" value: their sums move alike.
+    moves = subject.kind == "account" or subject.key == usage_daily.FEATURE_KEY
+    before = await usage_daily.selected(session, seqs) if moves else []
     await session.execute(update(UsageRecord).where(UsageRecord.seq.in_(seqs)).values(values))
+    if moves:
+        after = await usage_daily.selected(session, seqs)
+        changes = usage_daily.merged(usage_daily.deltas(before, -1), usage_daily.deltas(after, 1))
+        await usage_daily.apply(session, changes)
     return len(seqs)
 
 

@@ -273,6 +273,34 @@ class UsageRecord(Base):
     )
 
 
+class UsageDaily(Base):
+    """The usage ledger rolled up per UTC day and dimension tuple: the sums of its records,
+    kept exact in the transactions that insert, pseudonymise or delete them
+    (store/usage_daily.py), so that totals over whole days need not read every record.
+
+    The dimensions are the primary key. A NULL dimension is stored as '' (PostgreSQL's unique
+    indexes take NULLs as distinct), and `nulls` says which were NULL (owner 1, key_id 2,
+    model_served 4, feature 8), so that a NULL and a real '' stay apart."""
+
+    __tablename__ = "usage_daily"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    model_served: Mapped[str] = mapped_column(String(256), primary_key=True)
+    route: Mapped[str] = mapped_column(String(64), primary_key=True)
+    feature: Mapped[str] = mapped_column(String(512), primary_key=True)  # metadata "feature"
+    nulls: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    requests: Mapped[int] = mapped_column(BigInteger)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    errors: Mapped[int] = mapped_column(BigInteger)  # status_code >= 400
+
+    # The primary key, led by `day`, serves the admins' reads (a range of days); this, a user's.
+    __table_args__ = (Index("ix_usage_daily_owner_day", "owner", "day"),)
+
+
 class Budget(Base):
     """A spending limit in USD for one user or one key, per day, month or in total."""
 

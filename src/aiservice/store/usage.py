@@ -1,17 +1,18 @@
-"""The usage ledger's table: batched inserts, grouped totals, and spend since a time."""
+"""The usage ledger's table: batched inserts, grouped totals, and spend since a time. Totals
+over whole UTC days come from the daily rollup (usage_daily.py) when it can answer them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, case, func, insert, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, String, case, func, literal, null, select
 
 from aiservice.store.database import Database
-from aiservice.store.tables import UsageRecord
+from aiservice.store.tables import UsageDaily, UsageRecord
+from aiservice.store.usage_daily import FEATURE_KEY, MEASURES, NULL_BITS, insert_records, rebuild
 
 # The `endpoint` group: a short name per route. Background responses and document analyses
 # are metered under /v1/responses, so they are "responses"; a batch's lines (whatever their
@@ -30,9 +31,9 @@ EMAIL_ROUTE_PREFIX = "/api/ai/email/"
 EMAIL_ENDPOINT_PREFIX = "email."
 
 
-def _endpoint_column() -> ColumnElement[str]:
-    """The endpoint's name, computed in SQL from the route (SQLite and PostgreSQL alike)."""
-    route = UsageRecord.route
+def endpoint_of(route: Any) -> ColumnElement[str]:
+    """The endpoint's name, computed in SQL from a route column (SQLite and PostgreSQL alike):
+    usage_records.route, or usage_daily.route, which must give the same names."""
     email_feature = literal(EMAIL_ENDPOINT_PREFIX, String) + func.substr(
         route, len(EMAIL_ROUTE_PREFIX) + 1
     )
@@ -43,6 +44,11 @@ def _endpoint_column() -> ColumnElement[str]:
     )
 
 
+def _or_null(column: Any, bit: int) -> ColumnElement[Any]:
+    """A rollup dimension as the records have it: NULL where `nulls` says it was."""
+    return case((UsageDaily.nulls.op("&")(bit) != 0, null()), else_=column)
+
+
 # group_by names and the column each groups on; "metadata.<key>" is handled apart.
 GROUP_COLUMNS: dict[str, Any] = {
     "day": UsageRecord.day,
@@ -50,9 +56,20 @@ GROUP_COLUMNS: dict[str, Any] = {
     "key": UsageRecord.key_id,
     "user": UsageRecord.owner,
     "route": UsageRecord.route,
-    "endpoint": _endpoint_column(),
+    "endpoint": endpoint_of(UsageRecord.route),
 }
 METADATA_PREFIX = "metadata."
+# The groups the rollup (usage_daily) answers too, each as the same values from its columns.
+DAILY_GROUPS: dict[str, Any] = {
+    "day": UsageDaily.day,
+    "model": _or_null(UsageDaily.model_served, NULL_BITS["model_served"]),
+    "key": _or_null(UsageDaily.key_id, NULL_BITS["key_id"]),
+    "user": _or_null(UsageDaily.owner, NULL_BITS["owner"]),
+    "route": UsageDaily.route,
+    "endpoint": endpoint_of(UsageDaily.route),
+    METADATA_PREFIX + FEATURE_KEY: _or_null(UsageDaily.feature, NULL_BITS["feature"]),
+}
+DAY_S = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,19 +92,24 @@ class UsageStore:
         async with self._sessions.begin() as session:
             await insert_records(session, rows)
 
+    async def rebuild_daily(self) -> int:
+        """Compute the daily rollup again from the records (written around the store, as
+        benchmarks seed them); returns its tuples."""
+        async with self._sessions.begin() as session:
+            return await rebuild(session)
+
     async def totals(self, query: UsageQuery) -> list[dict[str, Any]]:
         """One row per group: the group's fields then requests, tokens, cost and errors,
-        ordered by the group fields."""
-        groups = [(name, _group_column(name)) for name in query.group_by]
-        errors = func.sum(case((UsageRecord.status_code >= 400, 1), else_=0))
+        ordered by the group fields. From the rollup when it holds the answer (whole UTC
+        days, groups it keeps, no metadata filter), else from the records: the same rows."""
+        return await self._totals(query, daily=daily_window(query) is not None)
+
+    async def _totals(self, query: UsageQuery, *, daily: bool) -> list[dict[str, Any]]:
+        groups = [(name, _group_column(name, daily)) for name in query.group_by]
         statement = select(
             *[column.label(f"g{i}") for i, (_, column) in enumerate(groups)],
-            func.count().label("requests"),
-            func.coalesce(func.sum(UsageRecord.input_tokens), 0).label("input_tokens"),
-            func.coalesce(func.sum(UsageRecord.output_tokens), 0).label("output_tokens"),
-            func.coalesce(func.sum(UsageRecord.cost_usd), 0.0).label("cost_usd"),
-            func.coalesce(errors, 0).label("errors"),
-        ).where(*_window(query))
+            *(_daily_sums() if daily else _record_sums()),
+        ).where(*(_daily_window(query) if daily else _window(query)))
         if groups:
             labels = [f"g{i}" for i in range(len(groups))]
             statement = statement.group_by(*labels).order_by(*labels)
@@ -143,20 +165,62 @@ class UsageStore:
             return list(await session.scalars(statement))
 
 
-async def insert_records(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert usage records in `session`'s transaction; one whose record_id is already there
-    (a journal replayed after the batch was written) is skipped."""
-    # The Core table, keyed by column names ("metadata", not the attribute `metadata_`),
-    # and without the ORM's per-row bookkeeping.
-    table = UsageRecord.__table__
-    dialect = session.bind.dialect.name
-    if dialect == "postgresql":
-        statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=["record_id"])
-    elif dialect == "sqlite":
-        statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=["record_id"])
-    else:
-        statement = insert(table)
-    await session.execute(statement, list(rows))
+def _record_sums() -> list[ColumnElement[Any]]:
+    errors = func.sum(case((UsageRecord.status_code >= 400, 1), else_=0))
+    return [
+        func.count().label("requests"),
+        func.coalesce(func.sum(UsageRecord.input_tokens), 0).label("input_tokens"),
+        func.coalesce(func.sum(UsageRecord.output_tokens), 0).label("output_tokens"),
+        func.coalesce(func.sum(UsageRecord.cost_usd), 0.0).label("cost_usd"),
+        func.coalesce(errors, 0).label("errors"),
+    ]
+
+
+def _daily_sums() -> list[ColumnElement[Any]]:
+    zero = {"cost_usd": 0.0}
+    return [
+        func.coalesce(func.sum(getattr(UsageDaily, name)), zero.get(name, 0)).label(name)
+        for name in MEASURES
+    ]
+
+
+def daily_window(query: UsageQuery) -> tuple[str, str | None] | None:
+    """The UTC days [since, until) a query covers, if the rollup answers it exactly: every
+    group one it keeps, no metadata filter, since and until at midnight. Else None."""
+    if query.metadata or any(name not in DAILY_GROUPS for name in query.group_by):
+        return None
+    since = _midnight(query.since)
+    until = None if query.until is None else _midnight(query.until)
+    if since is None or (query.until is not None and until is None):
+        return None
+    return since, until
+
+
+def _midnight(moment: float) -> str | None:
+    """The UTC date of `moment` if it is that date's midnight (and a four-digit year)."""
+    if moment % DAY_S != 0:  # NaN and infinities too
+        return None
+    try:
+        day = datetime.fromtimestamp(moment, UTC).date()
+    except (OverflowError, OSError, ValueError):
+        return None
+    return day.isoformat() if 1000 <= day.year <= 9999 else None
+
+
+def _daily_window(query: UsageQuery) -> list[ColumnElement[bool]]:
+    window = daily_window(query)
+    if window is None:
+        raise ValueError("the daily rollup cannot answer this query")
+    since, until = window
+    # A record's `day` is the UTC date of its created_at: whole days, the same records.
+    conditions = [UsageDaily.day >= since]
+    if until is not None:
+        conditions.append(UsageDaily.day < until)
+    if query.owner is not None:
+        conditions.append(UsageDaily.owner == query.owner)
+        if query.owner == "":  # a real '', not a NULL kept as ''
+            conditions.append(UsageDaily.nulls.op("&")(NULL_BITS["owner"]) == 0)
+    return conditions
 
 
 def _window(query: UsageQuery) -> list[ColumnElement[bool]]:
@@ -170,7 +234,9 @@ def _window(query: UsageQuery) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _group_column(name: str) -> Any:
+def _group_column(name: str, daily: bool = False) -> Any:
+    if daily:
+        return DAILY_GROUPS[name]
     if name.startswith(METADATA_PREFIX):
         return UsageRecord.metadata_[name.removeprefix(METADATA_PREFIX)].as_string()
     return GROUP_COLUMNS[name]

@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import insert
 
 from aiservice.store.database import Database
-from aiservice.store.tables import CompletionMetadata, StoredCompletion, UsageRecord
+from aiservice.store.tables import CompletionMetadata, StoredCompletion
+from aiservice.store.usage_daily import insert_records
 
 CHUNK = 1000
 
@@ -36,7 +37,7 @@ async def seed_subject(
         for start in range(0, usage, CHUNK):
             count = min(CHUNK, usage - start)
             rows = [_usage(owner, {key: value}) for _ in range(count)]
-            await session.execute(insert(UsageRecord), rows)
+            await insert_records(session, rows)  # and the daily rollup with them
 
 
 def _completion(owner: str, metadata: dict[str, str]) -> dict[str, Any]:
@@ -88,6 +89,6 @@ def _usage(owner: str, metadata: dict[str, str]) -> dict[str, Any]:
         "upstream_attempts": 1,
         "priority": None,
         "wait_ms": None,
-        "metadata_": metadata,
+        "metadata": metadata,  # insert_records takes column names
         "end_user": None,
     }
