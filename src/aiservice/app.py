@@ -38,6 +38,7 @@ from aiservice.api.middleware import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
 )
+from aiservice.api.openapi import install_openapi
 from aiservice.services.config_reload import ConfigReload
 from aiservice.services.runtime import ServiceRuntime
 from aiservice.settings import Settings
@@ -97,6 +98,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        openapi_url=None,  # install_openapi serves it: the admin API to admins only
     )
     app.state.services = services
     app.state.settings = settings
@@ -106,6 +108,7 @@ def create_app(
     include_dashboard(app)
     if settings.metrics_enabled:
         app.include_router(metrics.router)
+    install_openapi(app)
     # Innermost: the model routes skip FastAPI's router, inside the two below.
     app.add_middleware(HotRoutes, routes=hot_routes(app, METERED_ROUTES))
     app.add_middleware(

@@ -21,8 +21,9 @@ class _AuditFilter(BaseModel):
     actor: str | None = None
     action: str | None = None
     target: str | None = None
-    since: int | None = Field(default=None, ge=0)  # unix seconds, inclusive
-    until: int | None = Field(default=None, ge=0)  # unix seconds, inclusive
+    # Unix seconds, inclusive; at most the databases' largest integer (beyond it: a 400).
+    since: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    until: int | None = Field(default=None, ge=0, le=2**63 - 1)
     after: str | None = None  # an entry's id
     limit: int = Field(default=20, ge=1, le=100)
 

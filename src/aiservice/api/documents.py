@@ -42,13 +42,16 @@ class TextAnalysis(AnalysisOptions):
 async def create_analysis(request: Request, principal: Caller) -> dict[str, Any]:
     services = app_services(request)
     await services.budgets.check(principal)
-    from aiservice.documents import document_from_text
+    from aiservice.documents import DocumentError, document_from_text
 
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         document, options = await _uploaded(request)
     else:
         body = await json_body(request, TextAnalysis)
-        document, options = document_from_text(body.text, body.name), body
+        try:  # a text with nothing to read (blank, control characters) is refused, as a file is
+            document, options = document_from_text(body.text, body.name), body
+        except DocumentError as exc:
+            raise InvalidRequest(str(exc), param="text", code="unreadable_document") from None
     return await services.analyses.create(
         document,
         options.model,

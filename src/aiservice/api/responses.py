@@ -107,7 +107,7 @@ async def list_input_items(
 
 class StreamQuery(BaseModel):
     stream: bool = False
-    starting_after: int = Field(default=-1, ge=-1)
+    starting_after: int = Field(default=-1, ge=-1, le=2**63 - 1)  # the databases' largest
 
 
 async def _prepend(first: Event | None, rest: AsyncIterator[Event]) -> AsyncIterator[Event]:
