@@ -70,6 +70,8 @@ class RequestContextMiddleware:
         if self.metrics is not None:
             self.metrics.in_flight.inc()
 
+        charge = _Charge(self.ledger, meter)
+
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
@@ -78,6 +80,8 @@ class RequestContextMiddleware:
                 if meter is not None and meter.admission is not None:
                     headers += _encoded(meter.admission.headers)  # x-ratelimit-*
                 message["headers"] = headers
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                charge.take(status)  # before the answer's last byte (see _Charge)
             await send(message)
 
         try:
@@ -94,10 +98,7 @@ class RequestContextMiddleware:
             duration_s = time.perf_counter() - started
             if meter is not None:
                 restore(meter_token)
-                if not meter.deferred:
-                    self.ledger.record(meter, status or 500)
-                    if meter.settles_tokens:
-                        _settle(meter)
+                charge.take(status)  # unless taken already: an answer that did not end
             if self.metrics is not None:
                 self.metrics.in_flight.dec()
                 if meter is None or meter.deferred:
@@ -112,6 +113,29 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+class _Charge:
+    """A model request's usage record, taken once: as its answer's last body message goes out,
+    or when the app returns for an answer that never ended (an error, the client gone).
+    Taken (and journaled) before the last byte, so that a client that has its whole answer has
+    its charge, even if the process is killed next: a stream's app (sse-starlette) returns only
+    after cancelling its ping and disconnect tasks, which a busy event loop can delay by 100 ms
+    and more (found by tests/system/soak_harness.py)."""
+
+    __slots__ = ("ledger", "meter", "taken")
+
+    def __init__(self, ledger: UsageLedger | None, meter: Meter | None) -> None:
+        self.ledger, self.meter, self.taken = ledger, meter, False
+
+    def take(self, status: int | None) -> None:
+        meter = self.meter
+        if meter is None or meter.deferred or self.taken or self.ledger is None:
+            return
+        self.taken = True
+        self.ledger.record(meter, status or 500)
+        if meter.settles_tokens:
+            _settle(meter)
 
 
 def _encoded(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
