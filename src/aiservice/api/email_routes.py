@@ -14,8 +14,6 @@ the request and reads its body itself, and the OpenAPI document gets the bodies 
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -24,7 +22,6 @@ from aiservice.api.error_handlers import SEED_PREFIX
 from aiservice.api.streaming import CLIENT_CLOSED_REQUEST, unless_client_leaves
 from aiservice.services.email_assistant import FEATURES, EmailAssistant
 from aiservice.services.email_requests import REQUEST_TYPES, ROUTE_NAMES
-from aiservice.services.email_schemas import RESULTS, FailedAnswer, inline_definitions
 
 EMAIL_PREFIX = f"{SEED_PREFIX}/email"
 # What the middleware meters and hot_routes serves: every feature's POST.
@@ -49,54 +46,32 @@ async def _answer(request: Request, feature: str) -> Response:
     return JSONResponse(result)
 
 
-def _documented(feature: str) -> dict[str, Any]:
-    """The route's request body and answers for the OpenAPI document. The body is inline (an
-    inline schema cannot point at its own `$defs`); the answers are components."""
-    body = inline_definitions(REQUEST_TYPES[feature].model_json_schema(by_alias=True))
-    return {
-        "response_model": None,
-        "openapi_extra": {
-            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}}
-        },
-        "responses": {
-            200: {
-                "model": RESULTS[feature] | FailedAnswer,  # type: ignore[dict-item]
-                "description": "The answer, or `success: false` when the model's was unusable.",
-            }
-        },
-    }
-
-
 # Only the request as parameter: hot_routes calls these very functions before FastAPI's router.
-@router.post("/reply", summary="Reply to an e-mail", **_documented("auto_reply"))
+@router.post("/reply", summary="Reply to an e-mail")
 async def generate_email_response(request: Request) -> Response:
     return await _answer(request, "auto_reply")
 
 
-@router.post("/classify", summary="Classify an e-mail", **_documented("classification"))
+@router.post("/classify", summary="Classify an e-mail")
 async def classify_email(request: Request) -> Response:
     return await _answer(request, "classification")
 
 
-@router.post(
-    "/extract-meeting", summary="Extract a meeting from an e-mail", **_documented("extraction")
-)
+@router.post("/extract-meeting", summary="Extract a meeting from an e-mail")
 async def extract_meeting_info(request: Request) -> Response:
     return await _answer(request, "extraction")
 
 
-@router.post(
-    "/quick-replies", summary="Three short replies to an e-mail", **_documented("quick_replies")
-)
+@router.post("/quick-replies", summary="Three short replies to an e-mail")
 async def quick_reply_suggestions(request: Request) -> Response:
     return await _answer(request, "quick_replies")
 
 
-@router.post("/summary", summary="Summarise an e-mail thread", **_documented("summary"))
+@router.post("/summary", summary="Summarise an e-mail thread")
 async def summarize_email_thread(request: Request) -> Response:
     return await _answer(request, "summary")
 
 
-@router.post("/triage", summary="Triage an e-mail", **_documented("triage"))
+@router.post("/triage", summary="Triage an e-mail")
 async def triage_email(request: Request) -> Response:
     return await _answer(request, "triage")

@@ -31,10 +31,20 @@ STATUSES = ("completed", "queued", "in_progress", "failed", "cancelled", "incomp
 _CURSOR = re.compile(r"^c(\d+|-)r(\d+|-)$")
 
 
-class LogFilter(BaseModel):
-    """A request log's filters, as the page's form and links carry them (empty: unset)."""
+class FormFields(BaseModel):
+    """A dashboard form's fields, as its query string or posted body gives them: unknown ones
+    ignored (the CSRF token), text trimmed, an empty field unset."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class LogFilter(FormFields):
+    """A request log's filters, as the page's form and links carry them (empty: unset)."""
 
     kind: str | None = Field(default=None, pattern=f"^({COMPLETION}|{RESPONSE})$")
     model: str | None = Field(default=None, max_length=256)
@@ -47,11 +57,6 @@ class LogFilter(BaseModel):
     user: str | None = Field(default=None, max_length=128)  # admins only
     key: str | None = Field(default=None, max_length=40)  # admins only
     after: str | None = Field(default=None, max_length=64)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:
-        return None if value == "" else value
 
     def as_params(self, **changes: Any) -> dict[str, str]:
         """The filter as query parameters (for links that keep it), with `changes` applied."""

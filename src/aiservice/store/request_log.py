@@ -147,9 +147,9 @@ async def _completions(session: AsyncSession, query: LogQuery) -> list[LogRow]:
         table.key_id,
         table.model,
         table.created_at,
-        table.metadata_,
-        table.prompt_tokens,
-        table.completion_tokens,
+        table.prompt_tokens.label("input_tokens"),
+        table.completion_tokens.label("output_tokens"),
+        table.metadata_.label("metadata"),
     )
     order: Any = table.seq
     pairs = list(query.metadata)
@@ -163,23 +163,7 @@ async def _completions(session: AsyncSession, query: LogQuery) -> list[LogRow]:
     if position is not None:
         conditions.append(order < position)
     statement = statement.where(*conditions).order_by(order.desc()).limit(query.limit + 1)
-    result = await session.execute(statement)
-    return [
-        LogRow(
-            COMPLETION,
-            row.seq,
-            row.id,
-            row.owner,
-            row.key_id,
-            row.model,
-            row.created_at,
-            COMPLETED,
-            row.prompt_tokens,
-            row.completion_tokens,
-            row.metadata_ or {},
-        )
-        for row in result
-    ]
+    return _log_rows(COMPLETION, await session.execute(statement))
 
 
 async def _responses(session: AsyncSession, query: LogQuery) -> list[LogRow]:
@@ -208,24 +192,20 @@ async def _responses(session: AsyncSession, query: LogQuery) -> list[LogRow]:
     if position is not None:
         conditions.append(table.seq < position)
     statement = statement.where(*conditions).order_by(table.seq.desc()).limit(query.limit + 1)
-    result = await session.execute(statement)
-    return [
-        LogRow(
-            RESPONSE,
-            row.seq,
-            row.id,
-            row.owner,
-            row.key_id,
-            row.model,
-            row.created_at,
-            row.status,
-            row.input_tokens,
-            row.output_tokens,
-            row.metadata if isinstance(row.metadata, dict) else {},
-            row.background,
-        )
-        for row in result
-    ]
+    return _log_rows(RESPONSE, await session.execute(statement))
+
+
+def _log_rows(kind: str, result: Any) -> list[LogRow]:
+    """The selected columns, labelled as LogRow's fields; a stored completion's status is
+    COMPLETED, and metadata that is not an object (a response's JSON null) is none."""
+    rows = []
+    for row in result.mappings():
+        fields = dict(row)
+        if not isinstance(fields["metadata"], dict):
+            fields["metadata"] = {}
+        fields.setdefault("status", COMPLETED)
+        rows.append(LogRow(kind=kind, **fields))
+    return rows
 
 
 def _common(table: Any, query: LogQuery) -> list[Any]:
@@ -247,21 +227,28 @@ async def _seq_window(session: AsyncSession, table: Any, seq: Any, query: LogQue
     """The query's dates as bounds on `seq` too (the exact filter on created_at stays): a scan
     in seq order then starts and stops near the dates instead of walking the whole table from
     its newest row. Found by bisection on the primary key: a few dozen index probes."""
+    if query.since is None and query.until is None:
+        return []
+    bounds = (await session.execute(select(func.min(table.seq), func.max(table.seq)))).one()
+    if bounds[0] is None:
+        return []  # an empty table: nothing to bound
+    first, last = int(bounds[0]), int(bounds[1])
     conditions: list[Any] = []
     if query.since is not None:
-        conditions.append(seq >= await _first_seq_from(session, table, query.since - _SEQ_MARGIN_S))
+        moment = query.since - _SEQ_MARGIN_S
+        conditions.append(seq >= await _first_seq_from(session, table, moment, first, last))
     if query.until is not None:
-        conditions.append(seq < await _first_seq_from(session, table, query.until + _SEQ_MARGIN_S))
+        moment = query.until + _SEQ_MARGIN_S
+        conditions.append(seq < await _first_seq_from(session, table, moment, first, last))
     return conditions
 
 
-async def _first_seq_from(session: AsyncSession, table: Any, moment: int) -> int:
-    """The first seq from which rows were made at `moment` or later (one past the last seq if
-    none was), supposing creation times grow with seq (see _SEQ_MARGIN_S)."""
-    bounds = (await session.execute(select(func.min(table.seq), func.max(table.seq)))).one()
-    if bounds[0] is None:
-        return 0
-    low, high = int(bounds[0]), int(bounds[1]) + 1
+async def _first_seq_from(
+    session: AsyncSession, table: Any, moment: int, first: int, last: int
+) -> int:
+    """The first seq from which rows were made at `moment` or later (one past `last` if none
+    was), supposing creation times grow with seq (see _SEQ_MARGIN_S)."""
+    low, high = first, last + 1
     while low < high:
         middle = (low + high) // 2
         found = (

@@ -9,13 +9,14 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 
 from aiservice.api.dashboard.charts import bar_chart
 from aiservice.api.dashboard.render import page, redirect
 from aiservice.api.dashboard.session import SignedIn, posted_form
 from aiservice.api.deps import app_services
 from aiservice.errors import validation_error
+from aiservice.services.request_log import FormFields
 from aiservice.services.usage import UsageReports
 
 router = APIRouter(prefix="/dashboard/usage", include_in_schema=False)
@@ -33,19 +34,12 @@ _UNITS = {"cost_usd": "$", "requests": "", "total_tokens": ""}
 _MAX_DAYS = 366
 
 
-class UsageFilter(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
+class UsageFilter(FormFields):
     since: date | None = None
     until: date | None = None  # inclusive
     group: str = Field(default="model", pattern=f"^({'|'.join(GROUPS)})$")
     measure: str = Field(default="cost_usd", pattern=f"^({'|'.join(MEASURES)})$")
     user: str | None = Field(default=None, max_length=128)  # admins only
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: Any) -> Any:
-        return None if value == "" else value
 
     def days(self) -> list[date]:
         until = self.until or datetime.now(UTC).date()
